@@ -1,0 +1,247 @@
+"""Settings for both daemons, read from environment variables.
+
+`load_settings(environ)` checks every variable, collects every problem and
+raises one `ConfigError` naming them all; the entry points print it and exit 2.
+Values leave this module in their real types, so later code never parses
+strings.
+"""
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
+
+import pytz
+
+# Plugins the daily daemon manages by default (devlake-api.md §2: all eight
+# register a connection API). PLUGINS narrows this list.
+DEFAULT_PLUGINS = (
+    "github", "gitlab", "bitbucket", "azuredevops_go",
+    "jira", "jenkins", "circleci", "bamboo",
+)
+PROJECT_NAME_FIELDS = {"plugin", "name", "full_name", "connection_id", "connection_name", "scope_id"}
+DOMAIN_TYPES = {"CODE", "TICKET", "CODEREVIEW", "CROSS", "CICD", "CODEQUALITY"}
+LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+ENV_PREFIX_HINT = "see README.md, section Configuration"
+
+
+class ConfigError(Exception):
+    """Every configuration problem found, one per line."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = ["invalid configuration:"] + [f"  - {p}" for p in self.problems]
+        lines.append(f"({ENV_PREFIX_HINT})")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Settings:
+    devlake_url: str
+    api_key: str | None = field(default=None, repr=False)
+    timezone: pytz.BaseTzInfo = field(default_factory=lambda: pytz.timezone("Asia/Ho_Chi_Minh"))
+    daily_run_time: str = "18:00"
+    plugins: tuple[str, ...] = DEFAULT_PLUGINS
+    project_name_template: str = "{plugin}/{name}"
+    project_metrics: tuple[str, ...] = ("dora",)
+    blueprint_cron: str | None = None
+    trigger_new_blueprints: bool = True
+    max_reruns: int = 1
+    scope_config_entities: tuple[str, ...] | None = None
+    deployment_pattern: str | None = None
+    production_pattern: str | None = None
+    timeout_seconds: float = 30.0
+    max_concurrency: int = 8
+    http_retries: int = 5
+    retry_backoff_seconds: float = 1.0
+    state_dir: Path = Path("state")
+    log_level: str = "INFO"
+    log_format: str = "json"
+    # blueprint_monitor.py
+    poll_interval_seconds: float = 300.0
+    metrics_addr: str = "0.0.0.0"
+    metrics_port: int = 9100
+    failure_series_retention_days: float = 7.0
+    monitor_lookback_hours: float = 24.0
+    notification_secret: str | None = field(default=None, repr=False)
+    notification_port: int | None = None
+
+    @property
+    def api_base_url(self) -> str:
+        """Where requests go: DevLake checks API keys only under /rest (devlake-api.md §1.2)."""
+        if self.api_key and not self.devlake_url.endswith("/rest"):
+            return self.devlake_url + "/rest"
+        return self.devlake_url
+
+    def redacted(self) -> dict:
+        """The effective configuration for the startup log line, secrets masked."""
+        out = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if name in ("api_key", "notification_secret"):
+                value = "***" if value else None
+            elif isinstance(value, (Path, pytz.BaseTzInfo)):
+                value = str(value)
+            out[name] = value
+        return out
+
+
+class _Reader:
+    """Reads and converts variables, recording problems instead of raising."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.env = environ
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def convert(self, name: str, default, parse: Callable[[str], object], expected: str):
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return parse(value)
+        except (ValueError, TypeError, KeyError, re.error, pytz.UnknownTimeZoneError):
+            self.problems.append(f"{name}={value!r} is not valid: expected {expected}")
+            return default
+
+    def number(self, name, default, kind, minimum, expected=None):
+        def parse(v):
+            n = kind(v)
+            if n < minimum:
+                raise ValueError
+            return n
+        what = expected or f"{'an integer' if kind is int else 'a number'} >= {minimum}"
+        return self.convert(name, default, parse, what)
+
+    def boolean(self, name, default):
+        table = {"1": True, "true": True, "yes": True, "on": True,
+                 "0": False, "false": False, "no": False, "off": False}
+        return self.convert(name, default, lambda v: table[v.lower()], "true or false")
+
+    def csv(self, name, default):
+        return self.convert(name, default, _split_csv, "a comma-separated list")
+
+
+def _split_csv(value: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in value.split(",") if p.strip())
+
+
+def _parse_url(name: str, value: str | None, problems: list[str]) -> str:
+    if value is None:
+        problems.append(
+            f"{name} is required: the DevLake backend (http://devlake:8080) "
+            "or config-ui API (http://devlake-ui:4000/api)")
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        problems.append(f"{name}={value!r} is not valid: expected an http:// or https:// URL")
+        return ""
+    if parts.query or parts.fragment:
+        problems.append(f"{name}={value!r} is not valid: it must not have a query or fragment")
+    return value.rstrip("/")
+
+
+def _parse_time_of_day(value: str) -> str:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?", value):
+        raise ValueError
+    return value
+
+
+def _parse_template(value: str) -> str:
+    names = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+    if not names or not names <= PROJECT_NAME_FIELDS:
+        raise ValueError
+    return value
+
+
+def _parse_entities(value: str) -> tuple[str, ...]:
+    items = tuple(e.upper() for e in _split_csv(value))
+    if not items or not set(items) <= DOMAIN_TYPES:
+        raise ValueError
+    return items
+
+
+def _parse_regex(value: str) -> str:
+    re.compile(value)
+    return value
+
+
+def _parse_cron(value: str) -> str:
+    # DevLake accepts 5-field crons, @-descriptors and "manual" (devlake-api.md §8.1).
+    if value == "manual" or re.fullmatch(r"@(yearly|annually|monthly|weekly|daily|midnight|hourly|every \S+)", value):
+        return value
+    if len(value.split()) != 5:
+        raise ValueError
+    return value
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build Settings from an environment mapping, or raise ConfigError naming every problem."""
+    r = _Reader(environ)
+    url = _parse_url("DEVLAKE_URL", r.raw("DEVLAKE_URL"), r.problems)
+    plugins = r.csv("PLUGINS", DEFAULT_PLUGINS)
+    if not plugins:
+        r.problems.append("PLUGINS is empty: name at least one plugin, or unset it for all")
+    metrics = r.raw("PROJECT_METRICS")
+    project_metrics = ("dora",) if metrics is None else (
+        () if metrics.lower() == "none" else _split_csv(metrics))
+    values = dict(
+        devlake_url=url,
+        api_key=r.raw("DEVLAKE_API_KEY"),
+        timezone=r.convert("TIMEZONE", pytz.timezone("Asia/Ho_Chi_Minh"), pytz.timezone,
+                           "an IANA time zone such as Asia/Ho_Chi_Minh"),
+        daily_run_time=r.convert("DAILY_RUN_TIME", "18:00", _parse_time_of_day, "HH:MM or HH:MM:SS"),
+        plugins=plugins,
+        project_name_template=r.convert(
+            "PROJECT_NAME_TEMPLATE", "{plugin}/{name}", _parse_template,
+            "a template using only " + ", ".join("{%s}" % f for f in sorted(PROJECT_NAME_FIELDS))),
+        project_metrics=project_metrics,
+        blueprint_cron=r.convert("BLUEPRINT_CRON", None, _parse_cron,
+                                 "a 5-field cron, an @-descriptor such as @daily, or manual"),
+        trigger_new_blueprints=r.boolean("TRIGGER_NEW_BLUEPRINTS", True),
+        max_reruns=r.number("MAX_RERUNS", 1, int, 0),
+        scope_config_entities=r.convert(
+            "SCOPE_CONFIG_ENTITIES", None, _parse_entities,
+            "a comma-separated list of " + ", ".join(sorted(DOMAIN_TYPES))),
+        deployment_pattern=r.convert("DEPLOYMENT_PATTERN", None, _parse_regex, "a regular expression"),
+        production_pattern=r.convert("PRODUCTION_PATTERN", None, _parse_regex, "a regular expression"),
+        timeout_seconds=r.number("DEVLAKE_TIMEOUT_SECONDS", 30.0, float, 0.1),
+        max_concurrency=r.number("DEVLAKE_MAX_CONCURRENCY", 8, int, 1),
+        http_retries=r.number("DEVLAKE_HTTP_RETRIES", 5, int, 0),
+        retry_backoff_seconds=r.number("DEVLAKE_RETRY_BACKOFF_SECONDS", 1.0, float, 0.0),
+        state_dir=Path(r.raw("STATE_DIR") or "state"),
+        log_level=r.convert("LOG_LEVEL", "INFO", _choice(LOG_LEVELS), "one of " + ", ".join(sorted(LOG_LEVELS))),
+        log_format=r.convert("LOG_FORMAT", "json", _choice({"JSON", "CONSOLE"}, lower=True), "json or console"),
+        poll_interval_seconds=r.number("POLL_INTERVAL_SECONDS", 300.0, float, 1.0),
+        metrics_addr=r.raw("METRICS_ADDR") or "0.0.0.0",
+        metrics_port=r.number("METRICS_PORT", 9100, int, 0, "a port number 0-65535"),
+        failure_series_retention_days=r.number("FAILURE_SERIES_RETENTION_DAYS", 7.0, float, 0.0),
+        monitor_lookback_hours=r.number("MONITOR_LOOKBACK_HOURS", 24.0, float, 0.0),
+        notification_secret=r.raw("NOTIFICATION_SECRET"),
+        notification_port=r.number("NOTIFICATION_PORT", None, int, 0, "a port number 0-65535"),
+    )
+    for name, key in (("METRICS_PORT", "metrics_port"), ("NOTIFICATION_PORT", "notification_port")):
+        if values[key] is not None and values[key] > 65535:
+            r.problems.append(f"{name}={values[key]} is not valid: expected a port number 0-65535")
+    if r.problems:
+        raise ConfigError(r.problems)
+    return Settings(**values)
+
+
+def _choice(allowed: set[str], lower: bool = False) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value.upper() not in allowed:
+            raise ValueError
+        return value.lower() if lower else value.upper()
+    return parse

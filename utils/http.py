@@ -1,0 +1,70 @@
+"""The one HTTP session both daemons use to talk to DevLake."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+USER_AGENT = "devlake-automation/1.0"
+RETRY_STATUSES = (429, 502, 503, 504)
+# PUT (scope upsert) and PATCH (we only send absolute values) are idempotent in
+# the way we use them; POST is left out: a POST that may have succeeded is
+# reconciled by reading back, never re-sent blindly.
+RETRY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
+RETRY_AFTER_MAX_SECONDS = 300
+
+
+class _InjectableSleepRetry(Retry):
+    """urllib3 Retry whose waits go through `sleep`, so tests can record them."""
+
+    sleep_function: Callable[[float], None] = staticmethod(time.sleep)
+
+    def sleep_for_retry(self, response=None):
+        retry_after = self.get_retry_after(response) if response is not None else None
+        if retry_after:
+            self.sleep_function(min(retry_after, RETRY_AFTER_MAX_SECONDS))
+            return True
+        return False
+
+    def _sleep_backoff(self):
+        backoff = self.get_backoff_time()
+        if backoff > 0:
+            self.sleep_function(backoff)
+
+
+def make_retry(retries: int, backoff_seconds: float,
+               sleep: Callable[[float], None] = time.sleep) -> Retry:
+    """Exponential backoff on 429/502/503/504 and connection errors, honouring Retry-After."""
+    retry_class = type("DevLakeRetry", (_InjectableSleepRetry,), {"sleep_function": staticmethod(sleep)})
+    return retry_class(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        other=0,
+        backoff_factor=backoff_seconds,
+        backoff_max=60,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=RETRY_METHODS,
+        respect_retry_after_header=True,
+        retry_after_max=RETRY_AFTER_MAX_SECONDS,
+        # The final 5xx reaches the client, which turns it into a typed error.
+        raise_on_status=False,
+    )
+
+
+def make_session(*, api_key: str | None, retries: int, backoff_seconds: float,
+                 pool_size: int = 10, sleep: Callable[[float], None] = time.sleep) -> requests.Session:
+    """A session with retries mounted, JSON headers, and the API key as a Bearer token."""
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=make_retry(retries, backoff_seconds, sleep),
+                          pool_connections=pool_size, pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+    if api_key:
+        session.headers["Authorization"] = f"Bearer {api_key}"
+    return session

@@ -1,0 +1,76 @@
+"""structlog set-up: JSON lines on stderr, timestamps in TIMEZONE, secrets redacted.
+
+Logs go to stderr so stdout stays free for machine output (`--dry-run`'s plan,
+the monitor's `--once` exposition); `docker logs` shows both streams.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import datetime
+from typing import Iterable
+
+import structlog
+
+REDACTED = "***"
+SECRET_KEYS = {"token", "authorization", "api_key", "apikey", "password", "secret",
+               "secretkey", "refreshtoken", "notification_secret"}
+
+
+class SecretRedactor:
+    """Masks secret-named fields and any occurrence of known secret values."""
+
+    def __init__(self, secrets: Iterable[str | None] = ()):
+        self.secrets = [s for s in secrets if s]
+
+    def __call__(self, _logger, _method, event_dict):
+        return {k: self._clean(k, v) for k, v in event_dict.items()}
+
+    def _clean(self, key, value):
+        if isinstance(key, str) and key.lower().replace("-", "_") in SECRET_KEYS and value:
+            return REDACTED
+        if isinstance(value, str):
+            for secret in self.secrets:
+                value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {k: self._clean(k, v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._clean(None, v) for v in value]
+        return value
+
+
+class LocalTimeStamper:
+    """ISO 8601 timestamps in the operator's time zone (e.g. +07:00)."""
+
+    def __init__(self, tz, clock=None):
+        self.tz = tz
+        self.clock = clock or (lambda: datetime.now(tz))
+
+    def __call__(self, _logger, _method, event_dict):
+        event_dict["timestamp"] = self.clock().astimezone(self.tz).isoformat(timespec="milliseconds")
+        return event_dict
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json", tz=None,
+                      secrets: Iterable[str | None] = (), stream=None) -> None:
+    """Configure structlog once, from an entry point."""
+    import pytz
+    renderer = (structlog.processors.JSONRenderer() if fmt == "json"
+                else structlog.dev.ConsoleRenderer(colors=False))
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            LocalTimeStamper(tz or pytz.UTC),
+            # No locals in tracebacks: they could hold a session with the API key.
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
+            if fmt == "json" else structlog.processors.format_exc_info,
+            SecretRedactor(secrets),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,65 @@
+"""Small JSON state files in STATE_DIR, written atomically."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+
+def atomic_write_json(path: Path, data) -> None:
+    """Write via a temp file in the same directory, fsync, then rename: never a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, separators=(",", ":"), sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class CorruptStateFile(Exception):
+    """The file existed but could not be read; it has been moved aside."""
+
+    def __init__(self, path: Path, moved_to: Path, reason: str):
+        self.path, self.moved_to, self.reason = path, moved_to, reason
+        super().__init__(f"{path} was unreadable ({reason}); moved to {moved_to}")
+
+
+def read_json(path: Path, default):
+    """Read a state file; a missing file gives `default`.
+
+    A corrupt one is renamed to `<name>.corrupt-<epoch>` and CorruptStateFile is
+    raised, so the caller can warn and go on with fresh state.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return default
+    except (OSError, ValueError) as exc:
+        moved = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        try:
+            os.replace(path, moved)
+        except OSError:
+            moved = path
+        raise CorruptStateFile(path, moved, str(exc)) from exc
