@@ -1,0 +1,66 @@
+"""`manage_projects.py --doctor`: a readable check of everything the daily run needs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from config import Settings
+from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeNotFound
+
+
+@dataclass
+class Check:
+    ok: bool
+    text: str
+
+    def render(self) -> str:
+        return f"[{' ok ' if self.ok else 'FAIL'}] {self.text}"
+
+
+def run_doctor(settings: Settings, client: DevLakeClient) -> tuple[int, list[Check]]:
+    """Exit code 0 when DevLake is usable and every listed connection answers, else 2."""
+    checks: list[Check] = []
+    try:
+        version = client.version()
+        checks.append(Check(True, f"DevLake reachable at {settings.api_base_url} (version {version})"))
+        plugins = set(client.list_plugins())
+        auth = "with API key (/rest)" if settings.api_key else "without API key"
+        checks.append(Check(True, f"credentials accepted {auth}"))
+    except DevLakeAuthError as exc:
+        checks.append(Check(False, f"credentials rejected: {exc.message} — check DEVLAKE_API_KEY"))
+        return 2, checks
+    except DevLakeError as exc:
+        checks.append(Check(False, f"DevLake not usable at {settings.api_base_url}: {exc}"))
+        return 2, checks
+    for plugin in settings.plugins:
+        if plugin not in plugins:
+            checks.append(Check(True, f"plugin {plugin}: not installed in DevLake (skipped)"))
+            continue
+        checks.extend(_check_plugin(client, plugin))
+    return (0 if all(c.ok for c in checks) else 2), checks
+
+
+def _check_plugin(client: DevLakeClient, plugin: str) -> list[Check]:
+    try:
+        conns = client.list_connections(plugin)
+    except DevLakeNotFound:
+        return [Check(True, f"plugin {plugin}: no connection API (skipped)")]
+    except DevLakeError as exc:
+        return [Check(False, f"plugin {plugin}: listing connections failed: {exc}")]
+    if not conns:
+        return [Check(True, f"plugin {plugin}: no connections")]
+    out = []
+    for conn in conns:
+        label = f"plugin {plugin} connection {conn.get('id')} ({conn.get('name')!r})"
+        try:
+            entries = _first_page(client, plugin, conn["id"])
+            out.append(Check(True, f"{label}: remote-scopes answered ({len(entries)} top-level entries)"))
+        except (DevLakeError, KeyError) as exc:
+            out.append(Check(False, f"{label}: remote-scopes failed: {exc}"))
+    return out
+
+
+def _first_page(client: DevLakeClient, plugin: str, connection_id) -> list[dict]:
+    body = client.get(f"/plugins/{plugin}/connections/{int(connection_id)}/remote-scopes")
+    if not isinstance(body, dict) or not isinstance(body.get("children"), list):
+        raise DevLakeError("remote-scopes answer has no 'children' array")
+    return body["children"]
