@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+from http import HTTPStatus
 from typing import Iterator
 from urllib.parse import quote
 
@@ -225,7 +226,7 @@ def _decode(response: requests.Response, method: str, path: str):
 def _error_for(response: requests.Response, method: str, path: str) -> DevLakeError:
     """Pull DevLake's `message` out of the error body (§1.3); bodies may be empty or plain text."""
     text = response.text[:2000]
-    message = text.strip() or response.reason or "error"
+    message = text.strip() or response.reason or _phrase(response.status_code)
     try:
         body = json.loads(text)
         if isinstance(body, dict) and body.get("message"):
@@ -237,6 +238,13 @@ def _error_for(response: requests.Response, method: str, path: str) -> DevLakeEr
            DevLakeNotFound if status == 404 else
            DevLakeUnavailable if status in (502, 503, 504) else DevLakeError)
     return cls(message, status=status, body=text, method=method, path=path)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
 
 
 def _field(body, key: str, kind: type, method: str, path: str, allow_null: bool = False):

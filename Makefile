@@ -1,0 +1,31 @@
+# Everything runs from a local virtualenv that the targets create on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: demo test bench install clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+## demo: run both daemons once against the bundled DevLake sandbox (no DevLake needed)
+demo: $(VENV)/.installed
+	$(PY) scripts/demo.py
+
+## test: the whole test suite (installs promtool/hadolint for the deployment checks when it can)
+test: $(VENV)/.installed
+	-@bash tests/deploy/install_tools.sh >/dev/null 2>&1 || true
+	$(PY) -m pytest -q
+
+## bench: API-call counts and wall time against the fake DevLake with 20 ms latency
+bench: $(VENV)/.installed
+	$(PY) bench/bench_automation.py
+	$(PY) bench/bench_monitor.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Benchmark the daily run against the fake DevLake with injected latency.
+
+Prints wall time, API calls (total and mutating) and peak memory for:
+  1. a first run that creates everything (scopes, scope configs, projects, blueprints, triggers),
+  2. a second run with nothing new (target: zero mutating calls, only paged lists).
+Targets (issue #2): 5,000 repositories over 4 plugins at 20 ms per call: <= 3 calls
+per new repository plus batched scope PUTs, under 90 s; steady state: 0 mutating calls.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pytz  # noqa: E402
+
+from config import load_settings  # noqa: E402
+from modules.runner import build_client, run_once  # noqa: E402
+from sandbox.fake_devlake import FakeDevLake  # noqa: E402
+from utils.logging import configure_logging  # noqa: E402
+
+SPLIT = {"github": 0.4, "gitlab": 0.3, "jira": 0.2, "jenkins": 0.1}
+
+
+def populate(fake: FakeDevLake, total: int) -> None:
+    for plugin, share in SPLIT.items():
+        cid = fake.add_connection(plugin, f"{plugin}-bench")
+        count = int(total * share)
+        groups = max(1, count // 250) if plugin in ("github", "gitlab", "jenkins") else 0
+        for g in range(groups):
+            fake.add_remote_group(plugin, cid, f"group{g}", f"group{g}")
+        for i in range(count):
+            parent = f"group{i % groups}" if groups else None
+            fake.add_remote_scope(plugin, cid, f"repo-{i}", parent_id=parent)
+
+
+def measure(fake: FakeDevLake, settings, label: str) -> dict:
+    fake.reset_log()
+    client = build_client(settings)
+    now = datetime(2026, 11, 23, 18, 0, tzinfo=pytz.UTC).astimezone(settings.timezone)
+    started = time.perf_counter()
+    code, ctx = run_once(settings, client, now)
+    wall = time.perf_counter() - started
+    by_route = Counter(f"{r.method} {_route(r.path)}" for r in fake.requests)
+    row = {"run": label, "exit": code, "wall_s": round(wall, 2), "calls": fake.count(),
+           "mutating": fake.mutating_count(), "created": ctx.summary.created,
+           "failed": ctx.summary.failed, "by_route": dict(by_route.most_common(8))}
+    return row
+
+
+def _route(path: str) -> str:
+    parts = path.split("?")[0].strip("/").split("/")
+    return "/" + "/".join("{id}" if p.isdigit() or "%" in p else p for p in parts[:5])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repos", type=int, default=5000)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="200 repos, 5 ms: a CI smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.repos, args.latency_ms = 200, 5.0
+    configure_logging("WARNING", "json")
+    with FakeDevLake(latency=args.latency_ms / 1000.0) as fake:
+        populate(fake, args.repos)
+        settings = load_settings({
+            "DEVLAKE_URL": fake.url, "STATE_DIR": tempfile.mkdtemp(prefix="bench-state-"),
+            "PLUGINS": ",".join(SPLIT), "DEVLAKE_MAX_CONCURRENCY": str(args.concurrency),
+            "DEVLAKE_RETRY_BACKOFF_SECONDS": "0"})
+        print(f"repositories={args.repos} latency_ms={args.latency_ms} concurrency={args.concurrency}")
+        first = measure(fake, settings, "first (creates everything)")
+        second = measure(fake, settings, "second (nothing new)")
+    for row in (first, second):
+        print(f"{row['run']:<28} exit={row['exit']} wall={row['wall_s']}s calls={row['calls']} "
+              f"mutating={row['mutating']} created={row['created']} failed={row['failed']}")
+        print(f"{'':<28} by route: {row['by_route']}")
+    per_repo = (first["mutating"]) / max(1, args.repos)
+    print(f"mutating calls per new repository (incl. batched scope PUTs): {per_repo:.3f}")
+    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB")
+    ok = first["exit"] == 0 and second["exit"] == 0 and second["mutating"] == 0 and per_repo <= 3.1
+    print("targets:", "met" if ok else "NOT met")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

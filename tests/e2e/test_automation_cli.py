@@ -1,0 +1,121 @@
+"""The automation entry point as operators run it: a real subprocess against the fake DevLake."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox.fake_devlake import FakeDevLake
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "k3y-that-must-never-be-logged"
+
+
+@pytest.fixture
+def fake():
+    with FakeDevLake(api_key=KEY) as server:
+        cid = server.add_connection("gitlab", "gl")
+        server.add_remote_group("gitlab", cid, "10", "platform")
+        server.add_remote_group("gitlab", cid, "11", "platform/backend", parent_id="10")
+        server.add_remote_scope("gitlab", cid, "api", parent_id="11", full_name="platform/backend/api")
+        server.add_remote_scope("gitlab", cid, "web", parent_id="10", full_name="platform/web")
+        yield server
+
+
+def cli(*args, env=None, timeout=60):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DEVLAKE_", "PLUGINS", "STATE_DIR"))}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "manage_projects.py", *args], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def env_for(fake, tmp_path, **extra):
+    return {"DEVLAKE_URL": fake.url, "DEVLAKE_API_KEY": KEY, "STATE_DIR": str(tmp_path),
+            "DEVLAKE_RETRY_BACKOFF_SECONDS": "0", **extra}
+
+
+def log_events(stderr: str) -> list[dict]:
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+def test_once_runs_a_cycle_logs_json_and_never_the_key(fake, tmp_path):
+    proc = cli("--once", env=env_for(fake, tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    events = log_events(proc.stderr)
+    summary = [e for e in events if e["event"] == "run_completed"]
+    assert len(summary) == 1 and summary[0]["created"] >= 4 and summary[0]["failed"] == 0
+    assert summary[0]["timestamp"].endswith("+07:00")
+    assert KEY not in proc.stderr + proc.stdout
+    assert sorted(p for p in fake.projects) == ["gitlab/api", "gitlab/web"]
+    last = json.loads((tmp_path / "automation_last_run.json").read_text())
+    assert last["outcome"] == "success" and last["exit_code"] == 0
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(fake, tmp_path):
+    proc = cli("--once", "--dry-run", env=env_for(fake, tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert fake.mutating_count() == 0 and not fake.projects
+    assert "gitlab/api" in proc.stdout and "gitlab/web" in proc.stdout
+    assert "scope_config" in proc.stdout and "nothing was written" in proc.stdout
+
+
+def test_unreachable_devlake_exits_2(tmp_path):
+    proc = cli("--once", env={"DEVLAKE_URL": "http://127.0.0.1:9", "STATE_DIR": str(tmp_path),
+                              "DEVLAKE_HTTP_RETRIES": "0"})
+    assert proc.returncode == 2
+    assert any(e["event"] == "devlake_unusable" for e in log_events(proc.stderr))
+
+
+def test_rejected_key_exits_2_without_echoing_it(fake, tmp_path):
+    proc = cli("--once", env=env_for(fake, tmp_path, DEVLAKE_API_KEY="wrong-key-value"))
+    assert proc.returncode == 2
+    assert "wrong-key-value" not in proc.stderr + proc.stdout
+
+
+def test_missing_url_exits_2_with_one_message_and_no_traceback():
+    proc = cli("--once", env={"MAX_RERUNS": "many"})
+    assert proc.returncode == 2
+    assert "DEVLAKE_URL is required" in proc.stderr and "MAX_RERUNS" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_doctor_reports_each_connection(fake, tmp_path):
+    proc = cli("--doctor", env=env_for(fake, tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "credentials accepted" in proc.stdout and "remote-scopes answered" in proc.stdout
+    fake.inject("GET", r"/remote-scopes", status=500, times=-1)
+    proc = cli("--doctor", env=env_for(fake, tmp_path, DEVLAKE_HTTP_RETRIES="0"))
+    assert proc.returncode == 2 and "FAIL" in proc.stdout
+
+
+def test_help_explains_modes_and_variables():
+    proc = cli("--help")
+    assert proc.returncode == 0
+    for word in ("--once", "--dry-run", "--doctor", "DEVLAKE_URL", "DAILY_RUN_TIME", "Exit codes"):
+        assert word in proc.stdout
+
+
+def test_daemon_logs_next_run_and_stops_on_sigterm(fake, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVLAKE_")}
+    env.update(env_for(fake, tmp_path, DAILY_RUN_TIME="03:00"))
+    proc = subprocess.Popen([sys.executable, "manage_projects.py"], cwd=ROOT, env=env,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(proc.stderr.readline())
+        assert first["event"] == "daemon_started" and first["next_run"].endswith("+07:00")
+        assert "T03:00:00" in first["next_run"]
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - started < 10
+        assert (tmp_path / "automation_heartbeat").exists()
+        health = cli("--healthcheck", env=env_for(fake, tmp_path))
+        assert health.returncode == 0
+    finally:
+        proc.kill()

@@ -1,0 +1,253 @@
+"""End-to-end: the real automation run against the in-process fake DevLake over real HTTP."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import pytz
+
+from config import load_settings
+from modules.api import DevLakeClient
+from modules.projects import MANAGED_LABEL
+from modules.runner import run_once
+from sandbox.fake_devlake import FakeDevLake
+from utils.http import make_session
+
+VN = pytz.timezone("Asia/Ho_Chi_Minh")
+NOW = VN.localize(datetime(2026, 11, 25, 18, 0))            # a Wednesday
+TARGET = "2026-11-21T00:00:00+07:00"                         # the previous Saturday
+TARGET_UTC = datetime(2026, 11, 20, 17, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def fake():
+    with FakeDevLake(clock=lambda: NOW.astimezone(timezone.utc)) as server:
+        yield server
+
+
+@pytest.fixture
+def world(fake):
+    """Two plugins: github with an org and a duplicated user group, jira with boards."""
+    gh = fake.add_connection("github", "gh")
+    fake.add_remote_group("github", gh, "octo-org", "octo-org")
+    fake.add_remote_group("github", gh, "me", "me")
+    repos = [fake.add_remote_scope("github", gh, f"repo{i}", parent_id="octo-org",
+                                   full_name=f"octo-org/repo{i}") for i in range(3)]
+    fake.add_remote_scope("github", gh, "repo0", parent_id="me", full_name="octo-org/repo0", scope_id=repos[0])
+    jira = fake.add_connection("jira", "jira")
+    boards = [fake.add_remote_scope("jira", jira, f"Board {i}") for i in range(2)]
+    return {"gh": gh, "jira": jira, "repos": repos, "boards": boards}
+
+
+def settings_for(fake, tmp_path, **env):
+    values = {"DEVLAKE_URL": fake.url, "STATE_DIR": str(tmp_path), "DEVLAKE_RETRY_BACKOFF_SECONDS": "0",
+              "DEVLAKE_TIMEOUT_SECONDS": "2", "DEVLAKE_HTTP_RETRIES": "2"}
+    values.update(env)
+    return load_settings(values)
+
+
+def run(fake, tmp_path, now=NOW, sleeps=None, **env):
+    settings = settings_for(fake, tmp_path, **env)
+    session = make_session(api_key=settings.api_key, retries=settings.http_retries, backoff_seconds=0,
+                           sleep=(sleeps.append if sleeps is not None else lambda s: None))
+    client = DevLakeClient(session, settings.api_base_url, timeout=settings.timeout_seconds)
+    return run_once(settings, client, now)
+
+
+def managed(fake):
+    return {bp["projectName"]: bp for bp in fake.blueprints.values() if MANAGED_LABEL in (bp.get("labels") or [])}
+
+
+def test_first_run_tracks_every_upstream_scope(fake, world, tmp_path):
+    code, ctx = run(fake, tmp_path)
+    assert code == 0, ctx.summary.failures
+    # scopes: deduplicated (repo0 listed twice upstream), each with the connection's scope config
+    gh_scopes = fake.scopes("github", world["gh"])
+    assert sorted(str(s["githubId"]) for s in gh_scopes) == sorted(world["repos"])
+    config = fake.scope_configs("github", world["gh"])
+    assert [c["name"] for c in config] == [f"devlake-automation-github-{world['gh']}"]
+    assert {s.get("scopeConfigId") for s in gh_scopes} == {config[0]["id"]}
+    assert all(s.get("htmlUrl") and s.get("cloneUrl") for s in gh_scopes)
+    assert fake.github_api_calls == 0
+    # one project per scope, named {plugin}/{name}, blueprint connected to exactly that scope
+    bps = managed(fake)
+    assert sorted(bps) == ["github/repo0", "github/repo1", "github/repo2", "jira/Board 0", "jira/Board 1"]
+    bp = bps["github/repo1"]
+    assert bp["connections"] == [{"pluginName": "github", "connectionId": world["gh"],
+                                  "scopes": [{"scopeId": world["repos"][1]}]}]
+    assert datetime.fromisoformat(bp["timeAfter"].replace("Z", "+00:00")) == TARGET_UTC
+    assert bp["cronConfig"] == "0 0 * * *"  # BLUEPRINT_CRON unset: DevLake's default kept
+    assert fake.projects["github/repo1"]["metrics"][0]["pluginName"] == "dora"
+    # each new blueprint got its first collection
+    assert sorted(p["blueprintId"] for p in fake.pipelines.values()) == sorted(b["id"] for b in bps.values())
+
+
+def test_second_run_changes_nothing_and_reads_only_lists(fake, world, tmp_path):
+    run(fake, tmp_path)
+    fake.run_pending()
+    fake.reset_log()
+    code, ctx = run(fake, tmp_path)
+    assert code == 0
+    assert fake.mutating_count() == 0
+    assert ctx.summary.created == ctx.summary.updated == 0
+    assert all(r.method == "GET" for r in fake.requests)
+    # no per-repository request: only lists (scopes, remote-scopes, configs, projects, blueprints)
+    assert not [r.path for r in fake.requests if "/projects/" in r.path or "/blueprints/" in r.path]
+
+
+def test_only_new_upstream_scopes_are_added(fake, world, tmp_path):
+    run(fake, tmp_path)
+    new = fake.add_remote_scope("github", world["gh"], "fresh", parent_id="octo-org", full_name="octo-org/fresh")
+    fake.reset_log()
+    code, _ = run(fake, tmp_path)
+    assert code == 0
+    puts = [r for r in fake.requests if r.method == "PUT"]
+    assert len(puts) == 1 and [str(row["githubId"]) for row in puts[0].body["data"]] == [new]
+    assert "github/fresh" in managed(fake)
+    posts = [r.path for r in fake.requests if r.method == "POST"]
+    assert posts.count("/projects") == 1
+
+
+def test_name_taken_by_another_scope_uses_full_name_and_leaves_it_alone(fake, world, tmp_path):
+    fake.add_project("github/repo1", description="made by hand")
+    code, _ = run(fake, tmp_path)
+    assert code == 0
+    assert "github/octo-org/repo1" in managed(fake)
+    hand = fake.projects["github/repo1"]
+    assert hand["description"] == "made by hand" and not hand["blueprint"]["connections"]
+
+
+def test_scope_already_in_a_hand_made_project_gets_no_second_project(fake, world, tmp_path):
+    fake.add_scope("github", world["gh"], {"githubId": int(world["repos"][2]), "name": "repo2",
+                                            "fullName": "octo-org/repo2"}, scope_config_id=0)
+    fake.add_project("team-dashboard", scopes=[("github", world["gh"], world["repos"][2])])
+    code, _ = run(fake, tmp_path)
+    assert code == 0
+    assert "github/repo2" not in managed(fake)
+    assert MANAGED_LABEL not in (fake.blueprints[fake.projects["team-dashboard"]["blueprint"]["id"]].get("labels") or [])
+
+
+def test_hand_set_scope_configs_are_never_replaced(fake, world, tmp_path):
+    mine = fake.add_scope_config("github", world["gh"], "tuned-by-hand", entities=["CODE"])
+    ours = fake.add_scope_config("github", world["gh"], f"devlake-automation-github-{world['gh']}",
+                                 entities=["CODE"], deploymentPattern="custom")
+    fake.add_scope("github", world["gh"], {"githubId": int(world["repos"][0]), "name": "repo0"}, scope_config_id=mine)
+    fake.add_scope("github", world["gh"], {"githubId": int(world["repos"][1]), "name": "repo1"}, scope_config_id=0)
+    code, _ = run(fake, tmp_path)
+    assert code == 0
+    by_id = {str(s["githubId"]): s.get("scopeConfigId") for s in fake.scopes("github", world["gh"])}
+    assert by_id[world["repos"][0]] == mine           # hand-set: kept
+    assert by_id[world["repos"][1]] == ours           # had none: attached
+    assert by_id[world["repos"][2]] == ours           # new: created with it
+    config = next(c for c in fake.scope_configs("github", world["gh"]) if c["id"] == ours)
+    assert config["deploymentPattern"] == "custom"    # content never rewritten
+    assert not [r for r in fake.requests if r.method == "PATCH" and "scope-configs" in r.path]
+
+
+def test_time_after_compares_instants_and_touches_only_managed_blueprints(fake, world, tmp_path):
+    same = fake.add_project("same", labels=[MANAGED_LABEL], time_after=TARGET_UTC)  # stored as ...Z
+    old = fake.add_project("old", labels=[MANAGED_LABEL], time_after=TARGET_UTC - timedelta(days=7))
+    later = fake.add_project("later", labels=[MANAGED_LABEL], time_after=TARGET_UTC + timedelta(days=2))
+    hand = fake.add_project("hand", time_after=TARGET_UTC - timedelta(days=30))
+    code, _ = run(fake, tmp_path, PLUGINS="jira")
+    assert code == 0
+    patched = {int(r.path.rsplit("/", 1)[1]) for r in fake.requests if r.method == "PATCH"}
+    assert old in patched and not patched & {same, later, hand}
+    body = next(r.body for r in fake.requests if r.method == "PATCH" and r.path.endswith(f"/{old}"))
+    assert body == {"timeAfter": TARGET}
+
+
+def test_failed_pipeline_is_rerun_at_most_max_reruns_times(fake, world, tmp_path):
+    bp = fake.add_project("flaky", labels=[MANAGED_LABEL], time_after=TARGET_UTC)
+    failed = fake.add_pipeline(bp, "TASK_FAILED", finished_at=NOW)
+    hand_bp = fake.add_project("not-ours")
+    fake.add_pipeline(hand_bp, "TASK_FAILED", finished_at=NOW)
+    run(fake, tmp_path, PLUGINS="jira")
+    reruns = [r.path for r in fake.requests if r.path.endswith("/rerun")]
+    assert reruns == [f"/pipelines/{failed}/rerun"]
+    fake.run_pending(lambda p: "TASK_FAILED")
+    fake.reset_log()
+    run(fake, tmp_path, PLUGINS="jira")
+    assert not [r for r in fake.requests if r.path.endswith("/rerun")]
+
+
+def test_pending_pipeline_answers_are_not_errors(fake, world, tmp_path):
+    fake.inject("POST", r"/blueprints/\d+/trigger", status=400, times=-1,
+                body={"success": False, "message": "there are pending pipelines of current blueprint already"})
+    code, ctx = run(fake, tmp_path)
+    assert code == 0 and ctx.summary.failed == 0
+
+
+def test_one_failing_connection_does_not_stop_the_others(fake, world, tmp_path):
+    fake.inject("GET", r"/plugins/github/connections/\d+/scopes", status=500, times=-1)
+    code, ctx = run(fake, tmp_path)
+    assert code == 1 and ctx.summary.failed >= 1
+    assert sorted(managed(fake)) == ["jira/Board 0", "jira/Board 1"]
+
+
+def test_malformed_json_fails_only_that_item(fake, world, tmp_path):
+    fake.inject("GET", r"/plugins/jira/connections/\d+/remote-scopes", status=200, body="{oops", times=-1)
+    code, ctx = run(fake, tmp_path)
+    assert code == 1
+    assert sorted(managed(fake)) == ["github/repo0", "github/repo1", "github/repo2"]
+
+
+def test_retries_429_and_503_honouring_retry_after(fake, world, tmp_path):
+    fake.inject("GET", r"^/plugins$", status=429, headers={"Retry-After": "7"})
+    fake.inject("GET", r"/remote-scopes", status=503, times=2)
+    sleeps = []
+    code, _ = run(fake, tmp_path, sleeps=sleeps)
+    assert code == 0
+    assert 7 in sleeps
+    assert len(managed(fake)) == 5
+
+
+@pytest.mark.parametrize("fault", [dict(status=500, after_write=True), dict(status=504, after_write=True),
+                                   dict(delay=2.5, after_write=True)])
+def test_ambiguous_project_post_is_reconciled_not_duplicated(fake, world, tmp_path, fault):
+    fake.inject("POST", r"^/projects$", times=1, **fault)
+    code, ctx = run(fake, tmp_path, PLUGINS="jira", DEVLAKE_TIMEOUT_SECONDS="1")
+    assert code == 0, ctx.summary.failures
+    assert sorted(managed(fake)) == ["jira/Board 0", "jira/Board 1"]
+    assert len([p for p in fake.projects if p.startswith("jira/")]) == 2
+
+
+def test_ambiguous_scope_config_post_is_reconciled(fake, world, tmp_path):
+    fake.inject("POST", r"/scope-configs$", status=500, after_write=True)
+    code, _ = run(fake, tmp_path, PLUGINS="jira")
+    assert code == 0
+    assert len(fake.scope_configs("jira", world["jira"])) == 1
+
+
+def test_blueprint_patch_failure_is_completed_next_run(fake, world, tmp_path):
+    fake.inject("PATCH", r"/blueprints/\d+", status=500, times=1)
+    code, _ = run(fake, tmp_path, PLUGINS="jira")
+    assert code == 1
+    code, ctx = run(fake, tmp_path, PLUGINS="jira")
+    assert code == 0, ctx.summary.failures
+    assert sorted(managed(fake)) == ["jira/Board 0", "jira/Board 1"]
+    assert len([p for p in fake.projects if p.startswith("jira/")]) == 2
+
+
+def test_api_key_goes_under_rest_and_names_never_in_paths(fake, world, tmp_path):
+    fake.api_key = "s3cr3t-key"
+    code, ctx = run(fake, tmp_path, DEVLAKE_API_KEY="s3cr3t-key")
+    assert code == 0, ctx.summary.failures
+    assert len(managed(fake)) == 5
+    assert all(r.raw_path.startswith("/rest/") for r in fake.requests)
+
+
+def test_bad_api_key_is_unusable(fake, world, tmp_path):
+    fake.api_key = "right"
+    code, ctx = run(fake, tmp_path, DEVLAKE_API_KEY="wrong")
+    assert code == 2 and fake.mutating_count() == 0
+
+
+def test_dry_run_makes_no_writes(fake, world, tmp_path):
+    settings = settings_for(fake, tmp_path)
+    client = DevLakeClient(make_session(api_key=None, retries=0, backoff_seconds=0), fake.url, dry_run=True)
+    code, ctx = run_once(settings, client, NOW, dry_run=True)
+    assert code == 0 and fake.mutating_count() == 0
+    planned = {(c.kind, c.action) for c in ctx.plan}
+    assert {("project", "create"), ("scope", "create"), ("scope_config", "create")} <= planned
+    assert len([c for c in ctx.plan if c.kind == "project"]) == 5
