@@ -1,0 +1,35 @@
+"""Background pipeline progression for the sandbox only (tests call `run_pending` directly)."""
+
+from __future__ import annotations
+
+import threading
+
+from .fake_devlake import FakeDevLake
+
+
+def flaky_outcome(pipeline: dict) -> str:
+    """Deterministic demo outcome: pipelines of projects named like "*flaky*" fail."""
+    return "TASK_FAILED" if "flaky" in pipeline["name"].lower() else "TASK_COMPLETED"
+
+
+class AutoRunner:
+    """Finishes each queued pipeline `seconds` after it entered the queue."""
+
+    def __init__(self, fake: FakeDevLake, seconds: float):
+        self.fake = fake
+        self.seconds = seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="fake-devlake-autorun", daemon=True)
+
+    def start(self) -> "AutoRunner":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        tick = max(0.05, min(0.5, self.seconds / 4))
+        while not self._stop.wait(tick):
+            self.fake.run_pending(flaky_outcome, older_than=self.seconds)

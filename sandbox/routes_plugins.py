@@ -1,0 +1,184 @@
+"""Routes under /plugins/{p}/ (§3–§6 of devlake-api.md). They exist only for plugins that
+register a connection API; for any other plugin they answer gin's plain-text 404 (§2)."""
+
+from __future__ import annotations
+
+from .common import SUCCESS_BODY, ApiError, not_routed, query_int
+from .plugins import NO_SEARCH_ROUTE, WILDCARD_SCOPE_PLUGINS
+from .router import Router
+
+router = Router()
+
+
+def _plugin(state, req) -> str:
+    plugin = req.params["plugin"]
+    state.plugins.require_api(plugin)
+    return plugin
+
+
+def _body(req):
+    """Plugin endpoints pass a malformed body's raw bind error on as 500 (§1.3)."""
+    return req.json(plugin=True)
+
+
+# --- connections (§3) ---------------------------------------------------------------------------
+
+@router.route("GET", "/plugins/:plugin/connections")
+def list_connections(state, req):
+    plugin = _plugin(state, req)
+    # a bare array (quirk #2), secrets sanitized
+    return 200, [state.plugins.sanitized(plugin, c) for c in state.plugins.connections[plugin].values()]
+
+
+@router.route("POST", "/plugins/:plugin/connections")
+def create_connection(state, req):
+    plugin = _plugin(state, req)
+    body = _body(req)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid connection body")
+    return 201, state.plugins.sanitized(plugin, state.plugins.create_connection(plugin, body))
+
+
+@router.route("GET", "/plugins/:plugin/connections/:cid")
+def get_connection(state, req):
+    plugin = _plugin(state, req)
+    return 200, state.plugins.sanitized(plugin, state.plugins.connection(plugin, req.params["cid"]))
+
+
+@router.route("PATCH", "/plugins/:plugin/connections/:cid")
+def patch_connection(state, req):
+    plugin = _plugin(state, req)
+    body = _body(req)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid connection body")
+    row = state.plugins.patch_connection(plugin, req.params["cid"], body)
+    return 200, state.plugins.sanitized(plugin, row)
+
+
+@router.route("DELETE", "/plugins/:plugin/connections/:cid")
+def delete_connection(state, req):
+    plugin = _plugin(state, req)
+    return 200, state.plugins.sanitized(plugin, state.plugins.delete_connection(plugin, req.params["cid"]))
+
+
+@router.route("POST", "/plugins/:plugin/test")
+def test_connection(state, req):
+    _plugin(state, req)
+    _body(req)
+    return 200, {**SUCCESS_BODY, "message": "success"}
+
+
+@router.route("POST", "/plugins/:plugin/connections/:cid/test")
+def test_existing_connection(state, req):
+    plugin = _plugin(state, req)
+    state.plugins.connection(plugin, req.params["cid"])
+    return 200, {**SUCCESS_BODY, "message": "success"}
+
+
+# --- remote scopes (§4) -------------------------------------------------------------------------
+
+@router.route("GET", "/plugins/:plugin/connections/:cid/remote-scopes")
+def remote_scopes(state, req):
+    plugin = _plugin(state, req)
+    conn = state.plugins.connection(plugin, req.params["cid"])
+    tree = state.plugins.tree(plugin, conn["id"])
+    return 200, tree.list(req.query.get("groupId", ""), req.query.get("pageToken", ""), state.remote_page_size)
+
+
+@router.route("GET", "/plugins/:plugin/connections/:cid/search-remote-scopes")
+def search_remote_scopes(state, req):
+    plugin = _plugin(state, req)
+    if plugin in NO_SEARCH_ROUTE:
+        raise not_routed()  # quirk #12
+    conn = state.plugins.connection(plugin, req.params["cid"])
+    if plugin == "azuredevops_go":
+        raise ApiError(500, empty=True)  # nil search function: the handler panics (quirk #12)
+    search = req.query.get("search", "")
+    if not search:
+        raise ApiError(400, "search is required")
+    page, size = query_int(req.query, "page", 1), query_int(req.query, "pageSize", 50)
+    return 200, state.plugins.tree(plugin, conn["id"]).search(search, max(page, 1), size if size > 0 else 50)
+
+
+# --- scopes (§5) --------------------------------------------------------------------------------
+
+@router.route("GET", "/plugins/:plugin/connections/:cid/scopes")
+def list_scopes(state, req):
+    plugin = _plugin(state, req)
+    page, size = query_int(req.query, "page", 1), query_int(req.query, "pageSize", 100)
+    return 200, state.plugins.list_scopes(plugin, req.params["cid"], page, size, req.query.get("searchTerm", ""),
+                                          req.query.get("blueprints") == "true")
+
+
+@router.route("PUT", "/plugins/:plugin/connections/:cid/scopes")
+def put_scopes(state, req):
+    plugin = _plugin(state, req)
+    return 200, state.plugins.put_scopes(plugin, req.params["cid"], _body(req))
+
+
+def _scope_id(req) -> str:
+    # jenkins and bitbucket register `*scopeId`, so a raw slash routes; others use `:scopeId` (§5)
+    if "/" in req.params["_raw_scopeId"] and req.params["plugin"] not in WILDCARD_SCOPE_PLUGINS:
+        raise not_routed()
+    return req.params["scopeId"].lstrip("/")
+
+
+@router.route("GET", "/plugins/:plugin/connections/:cid/scopes/*scopeId")
+def get_scope(state, req):
+    plugin = _plugin(state, req)
+    return 200, state.plugins.get_scope(plugin, req.params["cid"], _scope_id(req),
+                                        req.query.get("blueprints") == "true")
+
+
+@router.route("PATCH", "/plugins/:plugin/connections/:cid/scopes/*scopeId")
+def patch_scope(state, req):
+    plugin = _plugin(state, req)
+    sid = _scope_id(req)
+    body = _body(req)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid data")
+    return 200, state.plugins.patch_scope(plugin, req.params["cid"], sid, body)
+
+
+@router.route("DELETE", "/plugins/:plugin/connections/:cid/scopes/*scopeId")
+def delete_scope(state, req):
+    plugin = _plugin(state, req)
+    return 200, state.plugins.delete_scope(plugin, req.params["cid"], _scope_id(req))
+
+
+# --- scope configs (§6) -------------------------------------------------------------------------
+
+@router.route("GET", "/plugins/:plugin/connections/:cid/scope-configs")
+def list_scope_configs(state, req):
+    plugin = _plugin(state, req)
+    return 200, state.plugins.list_configs(plugin, req.params["cid"])
+
+
+@router.route("POST", "/plugins/:plugin/connections/:cid/scope-configs")
+def create_scope_config(state, req):
+    plugin = _plugin(state, req)
+    body = _body(req)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid scope config body")
+    return 201, state.plugins.create_config(plugin, req.params["cid"], body)
+
+
+@router.route("GET", "/plugins/:plugin/connections/:cid/scope-configs/:scid")
+def get_scope_config(state, req):
+    plugin = _plugin(state, req)
+    return 200, state.plugins.config(plugin, req.params["cid"], req.params["scid"])
+
+
+@router.route("PATCH", "/plugins/:plugin/connections/:cid/scope-configs/:scid")
+def patch_scope_config(state, req):
+    plugin = _plugin(state, req)
+    body = _body(req)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid scope config body")
+    return 200, state.plugins.patch_config(plugin, req.params["cid"], req.params["scid"], body)
+
+
+@router.route("DELETE", "/plugins/:plugin/connections/:cid/scope-configs/:scid")
+def delete_scope_config(state, req):
+    plugin = _plugin(state, req)
+    return 200, state.plugins.delete_config(plugin, req.params["cid"], req.params["scid"])

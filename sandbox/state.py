@@ -1,0 +1,29 @@
+"""The fake's whole in-memory state, shared by the HTTP layer and the Python API."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from typing import Callable
+
+from .common import to_utc
+from .pipelines import PipelineStore
+from .projects import ProjectStore
+from .store import PluginStore
+
+
+class State:
+    """Every read or write of the stores happens under `lock` (one request at a time inside it)."""
+
+    def __init__(self, clock: Callable[[], datetime] | None = None, remote_page_size: int = 100):
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.remote_page_size = remote_page_size
+        self.lock = threading.RLock()
+        self.plugins = PluginStore(self)
+        self.projects = ProjectStore(self)
+        self.pipelines = PipelineStore(self)
+
+    def now(self) -> datetime:
+        """The fake's clock as an aware UTC datetime, without sub-millisecond noise."""
+        now = to_utc(self.clock())
+        return now.replace(microsecond=now.microsecond // 1000 * 1000)
