@@ -94,9 +94,11 @@ def create_projects(ctx: RunContext, index: projects.ProjectIndex, all_scopes: l
     tracked = len(all_scopes) - len(untracked)
     for _ in range(tracked):
         ctx.record("unchanged")
-    results = _parallel(ctx, "scope", untracked, lambda s: projects.ensure_project(ctx, index, s),
-                        lambda s: f"{s.connection.label} scope {s.scope_id} ({s.full_name})")
-    return [(bp_id, f"{s.connection.label}/{s.full_name}") for s, bp_id in results if bp_id]
+    names = projects.assign_names(ctx, index, untracked)
+    results = _parallel(ctx, "scope", list(names.items()),
+                        lambda item: projects.ensure_project(ctx, index, *item),
+                        lambda item: f"project {item[1]} ({item[0].connection.label} scope {item[0].scope_id})")
+    return [(bp_id, item[1]) for item, bp_id in results if bp_id]
 
 
 def drive_collection(ctx: RunContext, index: projects.ProjectIndex, created: list[tuple[int, str]]) -> None:

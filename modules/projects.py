@@ -63,22 +63,33 @@ def candidate_names(ctx: RunContext, scope: ScopeRef) -> list[str]:
     return list(dict.fromkeys(n for n in names if n))
 
 
-def ensure_project(ctx: RunContext, index: ProjectIndex, scope: ScopeRef) -> int | None:
+def assign_names(ctx: RunContext, index: ProjectIndex, untracked: list[ScopeRef]) -> dict[ScopeRef, str]:
+    """Pick each untracked scope's project name before any write, deterministically.
+
+    Scopes are taken in a stable order and each takes its first candidate that
+    is free (or already its own, from an earlier interrupted run), so two repos
+    both called `api` do not race for `github/api`. A scope with no free name
+    of at most 100 characters is left out and reported.
+    """
+    taken = {name for name in index.projects}
+    names: dict[ScopeRef, str] = {}
+    for scope in sorted(untracked, key=lambda s: (s.key[0], s.key[1], s.full_name, s.scope_id)):
+        for name in candidate_names(ctx, scope):
+            if len(name) <= MAX_PROJECT_NAME and (name not in taken or index.is_ours(name, scope)):
+                names[scope] = name
+                taken.add(name)
+                break
+        else:
+            ctx.log.error("no_free_project_name", connection=scope.connection.label, scope_id=scope.scope_id)
+            ctx.record("failed", failure=f"{scope.connection.label} scope {scope.scope_id}: no free project name")
+    return names
+
+
+def ensure_project(ctx: RunContext, index: ProjectIndex, scope: ScopeRef, name: str) -> int | None:
     """Give an untracked scope its own project and connected, labelled blueprint.
 
     Returns the blueprint id when one was created or completed (to trigger), else None.
     """
-    for name in candidate_names(ctx, scope):
-        if len(name) > MAX_PROJECT_NAME:
-            continue
-        if name in index.projects and not index.is_ours(name, scope):
-            continue  # taken by a different scope or by hand: try the next name
-        return _create_and_connect(ctx, index, scope, name)
-    raise DevLakeError(f"no free project name of at most {MAX_PROJECT_NAME} characters "
-                       f"for {scope.connection.label} scope {scope.scope_id}")
-
-
-def _create_and_connect(ctx: RunContext, index: ProjectIndex, scope: ScopeRef, name: str) -> int | None:
     change = PlannedChange("project", "create", name, f"{scope.connection.label} scope {scope.scope_id}")
     if ctx.dry_run:
         ctx.record("created", "project_created", change)

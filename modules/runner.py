@@ -123,6 +123,7 @@ def run_daemon(settings: Settings, job: Callable[[], None], stop: threading.Even
     """
     scheduler = scheduler or schedule.Scheduler()
     scheduler.every().day.at(settings.daily_run_time, str(settings.timezone)).do(job)
+    touch_heartbeat(settings.state_dir)
     log.info("daemon_started", daily_run_time=settings.daily_run_time, timezone=str(settings.timezone),
              next_run=_next_run(scheduler, settings))
     while not stop.is_set():

@@ -165,7 +165,8 @@ def test_failed_pipeline_is_rerun_at_most_max_reruns_times(fake, world, tmp_path
     run(fake, tmp_path, PLUGINS="jira")
     reruns = [r.path for r in fake.requests if r.path.endswith("/rerun")]
     assert reruns == [f"/pipelines/{failed}/rerun"]
-    fake.run_pending(lambda p: "TASK_FAILED")
+    fake.run_pending(lambda p: "TASK_FAILED" if p["blueprintId"] == bp else "TASK_COMPLETED")
+    assert fake.pipelines[failed]["status"] == "TASK_FAILED"
     fake.reset_log()
     run(fake, tmp_path, PLUGINS="jira")
     assert not [r for r in fake.requests if r.path.endswith("/rerun")]
