@@ -6,13 +6,14 @@ connections, repositories and pipelines) on a free loopback port, then runs
 the real entry points as subprocesses over HTTP:
   1. manage_projects.py --once --dry-run  (the plan)
   2. manage_projects.py --once            (creates scopes, scope configs, projects, blueprints)
-  3. the sandbox "collects": pipelines finish; repos named *flaky* fail
+  3. the sandbox "collects": pipelines finish; those of projects named *flaky* fail
   4. manage_projects.py --once            (converges: nothing new; reruns the failed pipelines once)
   5. blueprint_monitor.py --once          (counts the failures; prints the Prometheus metrics)
 """
 from __future__ import annotations
 
 import os
+from collections import Counter
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sandbox.autorun import flaky_outcome  # noqa: E402
 from sandbox.fake_devlake import FakeDevLake  # noqa: E402
 from sandbox.sample import load_sample_data  # noqa: E402
 
@@ -29,23 +31,23 @@ def banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
 
 
-def run(args: list[str], env: dict, show_logs: bool = False) -> int:
-    """Run an entry point; show stdout, and the JSON log lines only when asked."""
+def run(args: list[str], env: dict, show_stdout: int = 40, keep=None) -> int:
+    """Run an entry point as a subprocess; show a little of its stdout and its summary log line."""
     proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, text=True, capture_output=True)
-    if proc.stdout.strip():
-        print(proc.stdout.rstrip())
-    lines = proc.stderr.strip().splitlines()
-    shown = lines if show_logs else [l for l in lines if '"run_completed"' in l or '"poll_completed"' in l
-                                     or '"level": "error"' in l]
-    for line in shown:
-        print("  log:", line)
+    out = [line for line in proc.stdout.splitlines() if keep is None or keep(line)]
+    for line in out[:show_stdout]:
+        print("  " + line)
+    if len(out) > show_stdout:
+        print(f"  ... ({len(out) - show_stdout} more lines)")
+    for line in proc.stderr.splitlines():
+        if any(f'"{e}"' in line for e in ("run_completed", "poll_completed", "item_failed")):
+            print("  log: " + line)
     print(f"  -> exit code {proc.returncode}")
     return proc.returncode
 
 
-def fail_flaky(pipeline: dict, fake: FakeDevLake) -> str:
-    bp = fake.blueprints.get(pipeline.get("blueprintId")) or {}
-    return "TASK_FAILED" if "flaky" in (bp.get("projectName") or "") else "TASK_COMPLETED"
+INTERESTING = ("devlake_blueprint_failure_total", "devlake_up ", "devlake_project_failures_total{project_name=\"git",
+               "# HELP devlake_blueprint_failure_total", "# TYPE devlake_blueprint_failure_total")
 
 
 def main() -> int:
@@ -57,20 +59,23 @@ def main() -> int:
         env.pop("DEVLAKE_API_KEY", None)
         print(f"DevLake sandbox at {fake.url}; state in {state}")
         banner("1. manage_projects.py --once --dry-run: what would change")
-        run(["manage_projects.py", "--once", "--dry-run"], env)
+        run(["manage_projects.py", "--once", "--dry-run"], env, show_stdout=12)
         banner("2. manage_projects.py --once: first run creates everything")
-        run(["manage_projects.py", "--once"], env, show_logs=True)
+        run(["manage_projects.py", "--once"], env)
         banner("3. the sandbox collects data: pipelines of *flaky* repos fail")
-        fake.run_pending(lambda p: fail_flaky(p, fake))
+        fake.run_pending(flaky_outcome)
+        statuses = Counter(p["status"] for p in fake.pipelines.values())
+        print("  pipelines: " + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
         for p in sorted(fake.pipelines.values(), key=lambda p: p["id"]):
-            name = (fake.blueprints.get(p.get("blueprintId")) or {}).get("projectName", "(ad-hoc)")
-            print(f"  pipeline {p['id']:>3} {p['status']:<15} {name}")
+            if p["status"] == "TASK_FAILED":
+                print(f"  pipeline {p['id']:>3} {p['status']:<12} {p['name']}")
         banner("4. manage_projects.py --once again: nothing new to create; failed pipelines rerun once")
         run(["manage_projects.py", "--once"], env)
-        fake.run_pending(lambda p: fail_flaky(p, fake))
+        fake.run_pending(flaky_outcome)
         if (ROOT / "blueprint_monitor.py").exists():
             banner("5. blueprint_monitor.py --once: failures as Prometheus metrics")
-            run(["blueprint_monitor.py", "--once"], env)
+            run(["blueprint_monitor.py", "--once"], env, show_stdout=30, keep=lambda l: l.startswith(INTERESTING))
+            print("  (the full exposition also has per-project runs, last success/failure, status and health)")
     print("\nDone. Next: point DEVLAKE_URL at your DevLake, then `python manage_projects.py --doctor`.")
     return 0
 
