@@ -25,7 +25,7 @@ DEFAULT_PRODUCTION_PATTERN = "prod"
 
 def discover_connections(ctx: RunContext) -> list[Connection]:
     """Connections of every wanted plugin that DevLake has; a failing plugin is logged and skipped."""
-    installed = set(ctx.api.list_plugins())
+    installed = set(ctx.installed_plugins if ctx.installed_plugins is not None else ctx.api.list_plugins())
     found: list[Connection] = []
     for plugin in ctx.settings.plugins:
         if plugin not in installed:

@@ -50,6 +50,7 @@ class RunContext:
     stop: threading.Event = field(default_factory=threading.Event)
     summary: RunSummary = field(default_factory=RunSummary)
     plan: list[PlannedChange] = field(default_factory=list)
+    installed_plugins: list[str] | None = None  # from the pre-flight GET /plugins, to not ask twice
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property

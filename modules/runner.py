@@ -40,7 +40,7 @@ def run_once(settings: Settings, client: DevLakeClient, now: datetime, *, dry_ru
     log.info("run_started", devlake_url=settings.devlake_url, dry_run=dry_run,
              time_after_target=_target(settings, now))
     try:
-        client.list_plugins()  # reachability and credentials, before any work
+        ctx.installed_plugins = client.list_plugins()  # reachability and credentials, before any work
     except DevLakeError as exc:
         hint = " (check DEVLAKE_API_KEY)" if isinstance(exc, DevLakeAuthError) else ""
         log.error("devlake_unusable", error=str(exc) + hint, status=exc.status)
