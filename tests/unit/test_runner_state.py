@@ -1,0 +1,34 @@
+import json
+import os
+import time
+from datetime import datetime, timezone
+
+from modules.context import RunSummary
+from modules.runner import heartbeat_fresh, touch_heartbeat, write_last_run
+
+
+def test_last_run_keeps_the_last_success_through_a_partial_run(tmp_path):
+    ok_at = datetime(2026, 11, 21, 11, 0, tzinfo=timezone.utc)
+    write_last_run(tmp_path, 0, RunSummary(created=3, unchanged=7), 1.5, ok_at)
+    later = datetime(2026, 11, 22, 11, 0, tzinfo=timezone.utc)
+    write_last_run(tmp_path, 1, RunSummary(created=1, failed=2), 2.0, later)
+    data = json.loads((tmp_path / "automation_last_run.json").read_text())
+    assert data["outcome"] == "partial" and data["exit_code"] == 1
+    assert data["finished_at_epoch"] == later.timestamp()
+    assert data["last_success_epoch"] == ok_at.timestamp()
+    assert (data["created"], data["failed"]) == (1, 2)
+
+
+def test_unusable_run_is_recorded_as_failed(tmp_path):
+    write_last_run(tmp_path, 2, RunSummary(), 0.1, datetime(2026, 11, 22, tzinfo=timezone.utc))
+    data = json.loads((tmp_path / "automation_last_run.json").read_text())
+    assert data["outcome"] == "failed" and data["last_success_epoch"] is None
+
+
+def test_heartbeat_freshness(tmp_path):
+    assert not heartbeat_fresh(tmp_path)
+    touch_heartbeat(tmp_path)
+    assert heartbeat_fresh(tmp_path)
+    old = time.time() - 600
+    os.utime(tmp_path / "automation_heartbeat", (old, old))
+    assert not heartbeat_fresh(tmp_path)
