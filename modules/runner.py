@@ -118,22 +118,30 @@ def run_daemon(settings: Settings, job: Callable[[], None], stop: threading.Even
                scheduler: schedule.Scheduler | None = None) -> None:
     """Run `job` daily at DAILY_RUN_TIME in TIMEZONE until `stop` is set.
 
-    Waits on the event, not sleep(), so SIGTERM ends the wait at once. The
-    heartbeat file is touched at least once a minute for the Docker HEALTHCHECK.
+    Waits on the event, not sleep(), so SIGTERM ends the wait at once. A
+    background thread touches the heartbeat file every 30 s, also while a long
+    run is in progress, for the Docker HEALTHCHECK (`--healthcheck`).
     """
     scheduler = scheduler or schedule.Scheduler()
     scheduler.every().day.at(settings.daily_run_time, str(settings.timezone)).do(job)
     touch_heartbeat(settings.state_dir)
+    beat = threading.Thread(target=_heartbeat_loop, args=(settings.state_dir, stop), daemon=True,
+                            name="heartbeat")
+    beat.start()
     log.info("daemon_started", daily_run_time=settings.daily_run_time, timezone=str(settings.timezone),
              next_run=_next_run(scheduler, settings))
     while not stop.is_set():
-        touch_heartbeat(settings.state_dir)
         if scheduler.idle_seconds is not None and scheduler.idle_seconds <= 0:
             scheduler.run_pending()
             log.info("next_run_scheduled", next_run=_next_run(scheduler, settings))
             continue
         stop.wait(timeout=min(60.0, max(0.0, scheduler.idle_seconds or 60.0)))
     log.info("daemon_stopped")
+
+
+def _heartbeat_loop(state_dir: Path, stop: threading.Event, every: float = 30.0) -> None:
+    while not stop.wait(timeout=every):
+        touch_heartbeat(state_dir)
 
 
 def _next_run(scheduler: schedule.Scheduler, settings: Settings) -> str | None:
