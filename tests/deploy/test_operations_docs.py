@@ -1,4 +1,4 @@
-"""docs/operations.md (README's operations section) documents every setting, metric, alert and panel."""
+"""README.md's operations section documents every setting, metric, alert and panel."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import re
 
 from deploy_support import CONTRACT_METRICS, ROOT, dashboards, iter_panels, prometheus_rules
 
-DOC = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+DOC = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## Operations\n", 1)[1]
 
 
 def _documented_names() -> set[str]:
