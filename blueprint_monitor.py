@@ -1,0 +1,86 @@
+"""Blueprint monitor: counts every failed DevLake pipeline exactly once and serves Prometheus metrics.
+
+Environment (all problems are reported together; exit 2):
+  DEVLAKE_URL                     required: http://devlake:8080 or http://devlake-ui:4000/api
+  DEVLAKE_API_KEY                 optional; sent as a Bearer token under /rest
+  POLL_INTERVAL_SECONDS           seconds between polls (300)
+  METRICS_ADDR, METRICS_PORT      where /metrics and /healthz listen (0.0.0.0, 9100;
+                                  9100 is also node_exporter's default port)
+  FAILURE_SERIES_RETENTION_DAYS   keep devlake_blueprint_failure_total series this long (7)
+  MONITOR_LOOKBACK_HOURS          on the very first start, count failures this recent (24)
+  STATE_DIR                       monitor_state.json lives here; automation_last_run.json is read (state)
+  TIMEZONE                        time_failed label and log timestamps (Asia/Ho_Chi_Minh)
+  DEVLAKE_TIMEOUT_SECONDS, DEVLAKE_HTTP_RETRIES, DEVLAKE_RETRY_BACKOFF_SECONDS, LOG_LEVEL, LOG_FORMAT
+
+Endpoints:
+  /metrics   Prometheus text exposition, from memory (a scrape never calls DevLake)
+  /healthz   200 while the last successful poll is recent, else 503; JSON body with the reason
+
+Exit codes: 0 ok (or stopped by SIGTERM/SIGINT); 1 --once poll failed; 2 configuration error.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from datetime import datetime, timezone
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from config import ConfigError, Settings, load_settings
+from modules.api import DevLakeClient
+from modules.monitor_http import MetricsServer
+from modules.monitoring import Monitor, serve
+from utils.http import make_session
+from utils.logging import configure_logging
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="blueprint_monitor.py", description=__doc__.split("\n\n", 1)[0],
+        epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--once", action="store_true",
+                        help="poll once, print the exposition to stdout, exit 0 (1 if the poll failed)")
+    return parser.parse_args(argv)
+
+
+def build_monitor(settings: Settings, registry: CollectorRegistry, clock=None) -> Monitor:
+    """Client and monitor from settings; `clock` defaults to the real time."""
+    session = make_session(api_key=settings.api_key, retries=settings.http_retries,
+                           backoff_seconds=settings.retry_backoff_seconds)
+    client = DevLakeClient(session, settings.api_base_url, timeout=settings.timeout_seconds)
+    return Monitor(client, settings, registry, clock=clock or (lambda: datetime.now(timezone.utc)))
+
+
+def main(argv=None) -> int:
+    """Entry point; returns the exit code."""
+    args = parse_args(argv)
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format, settings.timezone, secrets=[settings.api_key])
+    structlog.get_logger("monitor").info("monitor_started", once=args.once, config=settings.redacted())
+    monitor = build_monitor(settings, CollectorRegistry())
+    if args.once:
+        ok = monitor.poll_once()
+        sys.stdout.write(monitor.exposition().decode("utf-8"))
+        sys.stdout.flush()
+        return 0 if ok else 1
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before serving, so an early SIGTERM is graceful too
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        server = MetricsServer(monitor, settings.metrics_addr, settings.metrics_port).start()
+    except OSError as exc:  # e.g. port 9100 already taken by node_exporter
+        print(f"cannot listen on {settings.metrics_addr}:{settings.metrics_port}: {exc}", file=sys.stderr)
+        return 2
+    return serve(monitor, server, stop, settings.poll_interval_seconds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

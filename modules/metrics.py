@@ -1,0 +1,177 @@
+"""The monitor's metric families, on a registry it is given (never the global REGISTRY).
+
+Per-project values and the user's per-failure series are restored from the
+state file after a restart, and a prometheus_client Counter cannot be set to a
+value; so they come from `StateCollector`, which yields families from the
+monitor's in-memory state on each collection. The exporter's own health
+(`devlake_up`, poll duration, errors) uses ordinary prometheus_client metrics.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from modules.monitor_state import ALL_STATUSES, NO_PROJECT
+
+ERROR_REASONS = ("unreachable", "auth", "http_error", "malformed", "internal")
+AUTOMATION_FILE = "automation_last_run.json"
+AUTOMATION_ITEMS = ("created", "unchanged", "failed")
+POLL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+log = structlog.get_logger("monitor")
+
+
+class SelfMetrics:
+    """Exporter health: is DevLake reachable, and how are the polls going."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.up = Gauge("devlake_up", "1 if the last poll fetched everything it needed from DevLake, else 0",
+                        registry=registry)
+        self.last_success = Gauge("devlake_monitor_last_poll_success_timestamp_seconds",
+                                  "When the last successful poll finished (Unix time)", registry=registry)
+        self.duration = Histogram("devlake_monitor_poll_duration_seconds", "Wall time of one poll",
+                                  buckets=POLL_BUCKETS, registry=registry)
+        self.polls = Counter("devlake_monitor_polls", "Polls attempted", registry=registry)
+        self.errors = Counter("devlake_monitor_poll_errors", "Failed polls by reason: unreachable, "
+                              "auth, http_error, malformed, internal", ["reason"], registry=registry)
+        self.calls = Gauge("devlake_monitor_last_poll_api_calls", "DevLake API calls made by the last poll",
+                           registry=registry)
+        self.state_write_errors = Counter("devlake_monitor_state_write_errors",
+                                          "Failed writes of monitor_state.json", registry=registry)
+        for reason in ERROR_REASONS:  # so increase() sees the first error of each kind
+            self.errors.labels(reason=reason)
+
+
+class StateCollector:
+    """Yields the state-backed families. `source` has `.lock`, `.state` and `.automation`."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def collect(self):
+        # Holding the monitor's lock means a scrape never sees a count that is
+        # not yet on disk: the poll applies and saves under the same lock.
+        with self.source.lock:
+            yield from _failure_family(self.source.state)
+            yield from _project_families(self.source.state)
+            yield from _automation_families(self.source.automation)
+
+    def describe(self):
+        return []  # unchecked collector: families depend on the state
+
+
+def _failure_family(state):
+    family = CounterMetricFamily("devlake_blueprint_failure", "Count of failed blueprint executions",
+                                 labels=["project_name", "time_failed"])
+    series: dict[tuple[str, str], float] = {}
+    for event in state.events.values():
+        if event.project in state.projects:  # events of deleted projects stay only for dedup
+            labels = (event.project, event.time_failed)
+            series[labels] = series.get(labels, 0.0) + 1.0  # two failures in one second: one series, 2
+    for labels, value in series.items():
+        family.add_metric(labels, value)
+    yield family
+    yield GaugeMetricFamily("devlake_monitor_failure_series",
+                            "Retained devlake_blueprint_failure_total series (cardinality)", value=len(series))
+
+
+def _project_families(state):
+    labels = ["project_name"]
+    fam = {
+        "failures": CounterMetricFamily("devlake_project_failures", "Failed pipelines (TASK_FAILED or "
+                                        "TASK_PARTIAL) per project; starts at 0", labels=labels),
+        "runs": CounterMetricFamily("devlake_project_runs", "Finished pipelines (any final status) per project; "
+                                    "starts at 0", labels=labels),
+        "last_failure": GaugeMetricFamily("devlake_project_last_failure_timestamp_seconds",
+                                          "finishedAt of the project's newest failed pipeline", labels=labels),
+        "last_success": GaugeMetricFamily("devlake_project_last_success_timestamp_seconds",
+                                          "finishedAt of the project's newest TASK_COMPLETED pipeline", labels=labels),
+        "consecutive": GaugeMetricFamily("devlake_project_consecutive_failures",
+                                         "Failures since the project's last TASK_COMPLETED pipeline", labels=labels),
+        "since": GaugeMetricFamily("devlake_project_pipeline_in_flight_since_timestamp_seconds",
+                                   "When the project's queued or running pipeline started (beganAt, else createdAt)",
+                                   labels=labels),
+    }
+    status = GaugeMetricFamily("devlake_project_last_pipeline_status",
+                               "1 for the status of the project's newest pipeline, 0 for the others",
+                               labels=["project_name", "status"])
+    since = _in_flight_since(state)
+    for name, stats in state.projects.items():
+        fam["failures"].add_metric([name], stats.failures)
+        fam["runs"].add_metric([name], stats.runs)
+        fam["consecutive"].add_metric([name], stats.consecutive_failures)
+        for key, value in (("last_failure", stats.last_failure), ("last_success", stats.last_success),
+                           ("since", since.get(name))):
+            if value is not None:
+                fam[key].add_metric([name], value)
+        if stats.last_status is not None:
+            for s in ALL_STATUSES if stats.last_status in ALL_STATUSES else ALL_STATUSES + (stats.last_status,):
+                status.add_metric([name, s], 1.0 if s == stats.last_status else 0.0)
+    yield from fam.values()
+    yield status
+    yield GaugeMetricFamily("devlake_projects", "Projects known in DevLake",
+                            value=len(set(state.projects) - {NO_PROJECT}))
+
+
+def _in_flight_since(state) -> dict[str, float]:
+    oldest: dict[str, float] = {}
+    for entry in state.in_flight.values():
+        if entry.project in state.projects and entry.since < oldest.get(entry.project, math.inf):
+            oldest[entry.project] = entry.since
+    return oldest
+
+
+def _automation_families(run: dict | None):
+    if run is None:
+        return
+    yield GaugeMetricFamily("devlake_automation_last_run_timestamp_seconds",
+                            "When the automation daemon's last run finished", value=run["finished_at_epoch"])
+    if run.get("last_success_epoch") is not None:
+        yield GaugeMetricFamily("devlake_automation_last_success_timestamp_seconds",
+                                "When the automation daemon's last fully successful run finished",
+                                value=run["last_success_epoch"])
+    yield GaugeMetricFamily("devlake_automation_last_run_success", "1 if the automation daemon's last run "
+                            "succeeded, else 0", value=1.0 if run["outcome"] == "success" else 0.0)
+    items = GaugeMetricFamily("devlake_automation_last_run_items", "Items of the automation daemon's last run "
+                              "by outcome", labels=["outcome"])
+    for outcome in AUTOMATION_ITEMS:
+        items.add_metric([outcome], run.get(outcome, 0))
+    yield items
+
+
+def read_automation(path: Path) -> dict | None:
+    """STATE_DIR/automation_last_run.json, written by manage_projects.py; None if missing or unusable.
+
+    The file belongs to the automation daemon, so an unreadable one is reported
+    and left where it is (unlike the monitor's own state file).
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        _check_automation(data)
+        return data
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError) as exc:
+        log.warning("automation_state_unreadable", path=str(path), reason=f"{type(exc).__name__}: {exc}")
+        return None
+
+
+def _check_automation(data) -> None:
+    if not isinstance(data, dict):
+        raise TypeError("not a JSON object")
+    number = (int, float)
+    if not isinstance(data.get("finished_at_epoch"), number) or isinstance(data.get("finished_at_epoch"), bool):
+        raise TypeError("finished_at_epoch is not a number")
+    if data.get("last_success_epoch") is not None and not isinstance(data["last_success_epoch"], number):
+        raise TypeError("last_success_epoch is not a number or null")
+    if not isinstance(data.get("outcome"), str):
+        raise TypeError("outcome is not a string")
+    for key in AUTOMATION_ITEMS:
+        if not isinstance(data.get(key, 0), number):
+            raise TypeError(f"{key} is not a number")

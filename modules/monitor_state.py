@@ -1,0 +1,165 @@
+"""What the monitor remembers between polls and across restarts.
+
+Everything that makes "counted exactly once" true lives here: the counted
+failure events keyed by (pipeline id, finishedAt), the per-project counters,
+the pipelines seen in flight, the high watermark of pipeline ids and the
+floor below which nothing is ever counted again. It is saved to
+STATE_DIR/monitor_state.json with an atomic write; a corrupt file is moved
+aside and the monitor starts fresh.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import structlog
+
+from utils.statefile import CorruptStateFile, atomic_write_json, read_json
+
+STATE_FILE = "monitor_state.json"
+STATE_VERSION = 1
+# Ad-hoc pipelines (blueprintId 0) and blueprints without a project (README, Metrics).
+NO_PROJECT = "(no project)"
+
+IN_FLIGHT_STATUSES = ("TASK_CREATED", "TASK_RERUN", "TASK_RESUME", "TASK_RUNNING")
+FINAL_STATUSES = ("TASK_COMPLETED", "TASK_FAILED", "TASK_PARTIAL", "TASK_CANCELLED")
+ALL_STATUSES = IN_FLIGHT_STATUSES + FINAL_STATUSES
+# devlake-api.md §9.3: PARTIAL means some tasks failed (skipOnFail); CANCELLED is a user action.
+FAILURE_STATUSES = ("TASK_FAILED", "TASK_PARTIAL")
+
+log = structlog.get_logger("monitor")
+
+
+@dataclass
+class ProjectStats:
+    """Low-cardinality counters and gauges of one project."""
+
+    failures: float = 0.0
+    runs: float = 0.0
+    last_failure: float | None = None
+    last_success: float | None = None
+    last_status: str | None = None
+    last_pipeline_id: int = 0
+    consecutive_failures: int = 0
+    last_finish: float | None = None  # newest counted finish, epoch seconds
+
+
+@dataclass
+class FailureEvent:
+    """One counted failure: the series devlake_blueprint_failure_total{project_name,time_failed}."""
+
+    pipeline_id: int
+    finished_at: str  # UTC ISO form of finishedAt: with the id, the event's identity
+    finished_epoch: float
+    project: str
+    time_failed: str
+
+    @property
+    def key(self) -> str:
+        return event_key(self.pipeline_id, self.finished_at)
+
+
+@dataclass
+class InFlight:
+    """A pipeline last seen queued or running."""
+
+    project: str
+    since: float
+    status: str
+    # A rerun keeps its old finishedAt while it runs (§0 #16); a final status with
+    # that same finishedAt is the old run, not a new one.
+    prev_finish: str | None = None
+
+
+def event_key(pipeline_id: int, finished_at_utc: str) -> str:
+    return f"{pipeline_id}@{finished_at_utc}"
+
+
+@dataclass
+class MonitorState:
+    """The monitor's memory. Mutated only by modules.monitor_ledger, under the monitor's lock."""
+
+    watermark: int | None = None  # highest pipeline id ever seen; None before the first poll
+    floor: float | None = None  # finishes before this instant are never counted (again)
+    events: dict[str, FailureEvent] = field(default_factory=dict)
+    projects: dict[str, ProjectStats] = field(default_factory=lambda: {NO_PROJECT: ProjectStats()})
+    in_flight: dict[int, InFlight] = field(default_factory=dict)
+    dirty: bool = False
+
+    def prune(self, cutoff: float) -> int:
+        """Forget failure events that finished before `cutoff`, and never count them again."""
+        old = [k for k, e in self.events.items() if e.finished_epoch < cutoff]
+        for key in old:
+            del self.events[key]
+        if self.floor is None or cutoff > self.floor:
+            self.floor = cutoff
+            self.dirty = True
+        self.dirty = self.dirty or bool(old)
+        return len(old)
+
+    def to_dict(self) -> dict:
+        return {
+            "version": STATE_VERSION,
+            "watermark": self.watermark,
+            "floor_epoch": self.floor,
+            "events": [asdict(e) for e in self.events.values()],
+            "projects": {name: asdict(p) for name, p in self.projects.items()},
+            "in_flight": {str(pid): asdict(f) for pid, f in self.in_flight.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MonitorState":
+        """Rebuild from `to_dict()` output; raises ValueError/TypeError/KeyError on a bad shape."""
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            raise ValueError(f"unknown state version {data.get('version') if isinstance(data, dict) else data!r}")
+        watermark, floor = data["watermark"], data["floor_epoch"]
+        if watermark is not None and not isinstance(watermark, int):
+            raise TypeError("watermark is not an integer")
+        state = cls(watermark=watermark, floor=None if floor is None else float(floor))
+        for raw in data["events"]:
+            event = FailureEvent(**raw)
+            state.events[event.key] = event
+        state.projects.update({name: ProjectStats(**raw) for name, raw in data["projects"].items()})
+        state.in_flight = {int(pid): InFlight(**raw) for pid, raw in data["in_flight"].items()}
+        return state
+
+    def save(self, path: Path) -> None:
+        """Atomically write the state (temp file, fsync, rename) and clear the dirty flag."""
+        atomic_write_json(path, self.to_dict())
+        self.dirty = False
+
+    @classmethod
+    def load(cls, path: Path) -> "MonitorState":
+        """The saved state, or a fresh one when the file is missing or unreadable (moved aside)."""
+        try:
+            data = read_json(path, None)
+        except CorruptStateFile as exc:
+            log.warning("state_file_corrupt", path=str(exc.path), moved_to=str(exc.moved_to),
+                        reason=exc.reason, action="starting with fresh state")
+            return cls()
+        if data is None:
+            log.info("state_file_missing", path=str(path), action="first start")
+            return cls()
+        try:
+            state = cls.from_dict(data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            moved = _move_aside(path)
+            log.warning("state_file_corrupt", path=str(path), moved_to=str(moved),
+                        reason=f"{type(exc).__name__}: {exc}", action="starting with fresh state")
+            return cls()
+        log.info("state_restored", path=str(path), watermark=state.watermark,
+                 failure_events=len(state.events), projects=len(state.projects) - 1,
+                 in_flight=len(state.in_flight))
+        return state
+
+
+def _move_aside(path: Path) -> Path:
+    """Parsable JSON of the wrong shape is as unusable as a torn file: keep it for a human."""
+    moved = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+    try:
+        os.replace(path, moved)
+    except OSError:
+        return path
+    return moved

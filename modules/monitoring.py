@@ -1,0 +1,192 @@
+"""The blueprint monitor: `poll_once()` reads DevLake and updates in-memory state; scrapes only read it.
+
+Wiring: Fetcher (HTTP reads) -> apply_batch (exactly-once rules) -> MonitorState
+(saved atomically under the same lock that scrapes take) -> StateCollector and
+SelfMetrics on the registry passed in.
+"""
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import structlog
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+
+from config import Settings
+from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeUnavailable
+from modules.metrics import AUTOMATION_FILE, SelfMetrics, StateCollector, read_automation
+from modules.monitor_fetch import Fetcher
+from modules.monitor_ledger import MalformedAnswer, Summary, apply_batch
+from modules.monitor_state import STATE_FILE, MonitorState
+
+REFRESH_SECONDS = 3600.0  # project list + failure re-scan: hourly
+HEALTH_STALE_MIN_SECONDS = 120.0
+
+log = structlog.get_logger("monitor")
+
+
+class Monitor:
+    """Polls DevLake, keeps the counted events, and serves the exposition from memory."""
+
+    def __init__(self, client: DevLakeClient, settings: Settings, registry: CollectorRegistry, *,
+                 clock: Callable[[], datetime], refresh_seconds: float = REFRESH_SECONDS):
+        self.client, self.settings, self.registry, self.clock = client, settings, registry, clock
+        self.refresh_seconds = refresh_seconds
+        self.state_path = Path(settings.state_dir) / STATE_FILE
+        self.automation_path = Path(settings.state_dir) / AUTOMATION_FILE
+        self.lock = threading.RLock()
+        self.state = MonitorState.load(self.state_path)
+        self.automation: dict | None = None
+        self.fetcher = Fetcher(client)
+        self.metrics = SelfMetrics(registry)
+        registry.register(StateCollector(self))
+        self.last_success: float | None = None
+        self.last_error: str | None = None
+        self._last_refresh: float | None = None
+        self._generation, self._cache = 0, (-1, b"", None)
+
+    def poll_once(self) -> bool:
+        """One poll: fetch, apply, save. Returns False (and counts the reason) if DevLake failed us."""
+        started, now = time.perf_counter(), self.clock().timestamp()
+        calls_before = self.client.calls
+        self.metrics.polls.inc()
+        self.automation = read_automation(self.automation_path)
+        try:
+            summary = self._poll(now)
+        except Exception as exc:  # loop boundary: every failure is logged, counted, survived
+            self._failed(exc, now, time.perf_counter() - started, self.client.calls - calls_before)
+            return False
+        duration, calls = time.perf_counter() - started, self.client.calls - calls_before
+        self.metrics.up.set(1)
+        self.metrics.last_success.set(now)
+        self.metrics.duration.observe(duration)
+        self.metrics.calls.set(calls)
+        self.last_success, self.last_error = now, None
+        self._log_completed(summary, duration, calls)
+        self._generation += 1
+        return True
+
+    def _poll(self, now: float) -> Summary:
+        refresh = self._last_refresh is None or now - self._last_refresh >= self.refresh_seconds
+        with self.lock:
+            watermark, tracked, floor = self.state.watermark, set(self.state.in_flight), self.state.floor
+        if floor is None:
+            floor = now - self.settings.monitor_lookback_hours * 3600
+        batch = self.fetcher.fetch(watermark=watermark, tracked=tracked, floor=floor, refresh=refresh)
+        with self.lock:
+            summary = apply_batch(self.state, batch, project_of=self.fetcher.project_of, now=now,
+                                  lookback_seconds=self.settings.monitor_lookback_hours * 3600,
+                                  retention_seconds=self.settings.failure_series_retention_days * 86400,
+                                  tz=self.settings.timezone)
+            self.save()
+        if refresh:
+            self._last_refresh = now
+        return summary
+
+    def save(self) -> None:
+        """Write the state file if anything changed; a failed write is logged and retried next poll."""
+        with self.lock:
+            if not self.state.dirty:
+                return
+            try:
+                self.state.save(self.state_path)
+            except OSError as exc:
+                self.metrics.state_write_errors.inc()
+                log.error("state_write_failed", path=str(self.state_path), error=str(exc))
+
+    def _failed(self, exc: Exception, now: float, duration: float, calls: int) -> None:
+        reason = error_reason(exc)
+        self.metrics.up.set(0)
+        self.metrics.errors.labels(reason=reason).inc()
+        self.metrics.duration.observe(duration)
+        self.metrics.calls.set(calls)
+        self.last_error = reason
+        if reason == "internal":
+            log.exception("poll_failed", reason=reason, error=str(exc), calls=calls)
+        else:
+            log.error("poll_failed", reason=reason, error=str(exc), status=getattr(exc, "status", None),
+                      calls=calls, duration_seconds=round(duration, 3))
+        self._generation += 1
+
+    def _log_completed(self, summary: Summary, duration: float, calls: int) -> None:
+        for event in summary.failures:
+            log.info("failure_counted", project=event.project, pipeline_id=event.pipeline_id,
+                     finished_at=event.finished_at, time_failed=event.time_failed)
+        for name in summary.projects_removed:
+            log.info("project_removed", project=name)
+        log.info("poll_completed", duration_seconds=round(duration, 3), calls=calls,
+                 new_failures=len(summary.failures), new_runs=summary.runs,
+                 projects_added=len(summary.projects_added), projects_removed=len(summary.projects_removed),
+                 failure_series_pruned=summary.pruned, failure_events=len(self.state.events),
+                 in_flight=len(self.state.in_flight), watermark=self.state.watermark)
+
+    def exposition(self, compressed: bool = False) -> bytes:
+        """The Prometheus text exposition (gzipped if asked), rendered at most once per poll and cached.
+
+        Metrics change only when a poll ends, so scrapes between polls reuse the bytes.
+        """
+        generation = self._generation
+        cached_generation, body, gz = self._cache
+        if cached_generation != generation:
+            body, gz = generate_latest(self.registry), None
+        if compressed and gz is None:
+            gz = gzip.compress(body, compresslevel=1)
+        self._cache = (generation, body, gz)
+        return gz if compressed else body
+
+    def health(self) -> tuple[int, dict]:
+        """(HTTP status, body) for /healthz: 200 while the last successful poll is recent."""
+        now = self.clock().timestamp()
+        stale_after = max(2 * self.settings.poll_interval_seconds + 60, HEALTH_STALE_MIN_SECONDS)
+        if self.last_success is None:
+            return 503, {"status": "unhealthy", "reason": "no successful poll yet", "last_error": self.last_error}
+        age = now - self.last_success
+        if age > stale_after:
+            return 503, {"status": "unhealthy", "reason": f"last successful poll {age:.0f}s ago",
+                         "last_error": self.last_error}
+        return 200, {"status": "ok", "last_success_age_seconds": round(age, 1), "last_error": self.last_error}
+
+
+def error_reason(exc: Exception) -> str:
+    """The `reason` label of devlake_monitor_poll_errors_total for an exception."""
+    if isinstance(exc, DevLakeUnavailable):
+        return "unreachable"  # no answer, or 502/503/504 after retries
+    if isinstance(exc, DevLakeAuthError):
+        return "auth"
+    if isinstance(exc, MalformedAnswer) or (
+            isinstance(exc, DevLakeError) and (exc.status is None or 200 <= exc.status < 300)):
+        return "malformed"  # a 2xx answer that is not JSON or not the documented shape
+    if isinstance(exc, DevLakeError):
+        return "http_error"
+    return "internal"
+
+
+def run_forever(monitor: Monitor, stop: threading.Event, interval: float,
+                monotonic: Callable[[], float] = time.monotonic) -> None:
+    """Poll every `interval` seconds (start to start) until `stop` is set."""
+    while not stop.is_set():
+        started = monotonic()
+        monitor.poll_once()
+        monitor.exposition()  # render now so scrapes never wait for it
+        stop.wait(max(0.0, interval - (monotonic() - started)))
+
+
+def serve(monitor: Monitor, server, stop: threading.Event, interval: float, grace_seconds: float = 8.0) -> int:
+    """Daemon mode: poll in a worker thread; on `stop`, let the poll finish, save, shut the server down."""
+    worker = threading.Thread(target=run_forever, args=(monitor, stop, interval), name="poller", daemon=True)
+    worker.start()
+    while not stop.wait(1.0):
+        pass
+    log.info("monitor_stopping")
+    # A poll applies its results atomically at the end, so abandoning one that is
+    # stuck on a slow DevLake after the grace time loses nothing: the next start asks again.
+    worker.join(grace_seconds)
+    monitor.save()
+    server.stop()
+    log.info("monitor_stopped", poll_finished=not worker.is_alive())
+    return 0

@@ -1,0 +1,54 @@
+"""blueprint_monitor.py's command line: --help, configuration errors, --once when DevLake is down."""
+import re
+
+import pytest
+import requests
+import structlog
+
+import blueprint_monitor
+
+SECRET = "sekrit-api-key-value"
+
+
+@pytest.fixture(autouse=True)
+def reset_structlog():
+    yield
+    structlog.reset_defaults()  # main() points structlog at this test's captured stderr
+
+
+def test_help_documents_environment_and_endpoints(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        blueprint_monitor.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for word in ("--once", "DEVLAKE_URL", "METRICS_PORT", "POLL_INTERVAL_SECONDS", "FAILURE_SERIES_RETENTION_DAYS",
+                 "MONITOR_LOOKBACK_HOURS", "STATE_DIR", "/metrics", "/healthz", "node_exporter"):
+        assert word in out
+
+
+def test_missing_url_and_bad_values_exit_2_in_one_message(monkeypatch, capsys):
+    monkeypatch.setenv("DEVLAKE_API_KEY", SECRET)
+    monkeypatch.setenv("METRICS_PORT", "99999")
+    monkeypatch.setenv("POLL_INTERVAL_SECONDS", "soon")
+    assert blueprint_monitor.main([]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "DEVLAKE_URL is required" in captured.err
+    assert "METRICS_PORT" in captured.err and "POLL_INTERVAL_SECONDS" in captured.err
+    assert "Traceback" not in captured.err and SECRET not in captured.err
+
+
+def test_once_with_devlake_down_exits_1_and_still_prints_metrics(monkeypatch, capsys, tmp_path, requests_mock):
+    monkeypatch.setenv("DEVLAKE_URL", "http://devlake.test:8080")
+    monkeypatch.setenv("DEVLAKE_API_KEY", SECRET)
+    monkeypatch.setenv("STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("DEVLAKE_HTTP_RETRIES", "0")
+    requests_mock.get(re.compile(r"http://devlake\.test:8080/.*"), exc=requests.ConnectionError("refused"))
+    assert blueprint_monitor.main(["--once"]) == 1
+    captured = capsys.readouterr()
+    assert "devlake_up 0.0" in captured.out
+    assert 'devlake_monitor_poll_errors_total{reason="unreachable"} 1.0' in captured.out
+    assert '"event": "poll_failed"' in captured.err and '"reason": "unreachable"' in captured.err
+    assert SECRET not in captured.out + captured.err
+    assert requests_mock.last_request.headers["Authorization"] == f"Bearer {SECRET}"
+    assert requests_mock.last_request.path.startswith("/rest/")

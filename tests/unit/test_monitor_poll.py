@@ -1,0 +1,277 @@
+"""poll_once() against a tiny DevLake on requests-mock: which calls, which errors, which metrics."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
+
+from config import load_settings
+from modules.api import DevLakeClient
+from modules.monitoring import Monitor
+from utils.http import make_session
+
+BASE = "http://devlake.test"
+T0 = datetime(2025, 8, 8, 7, 0, 0, tzinfo=timezone.utc)
+
+
+class Clock:
+    """An injectable clock that only moves when told to."""
+
+    def __init__(self, start: datetime = T0):
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+class MiniDevLake:
+    """Enough of devlake-api.md §7-§9 for the monitor: id DESC pages, exact status filter, 404s."""
+
+    def __init__(self, mock, base: str = BASE):
+        self.pipelines: dict[int, dict] = {}
+        self.projects: dict[str, int] = {}  # name -> blueprint id
+        self.next_id = 1
+        mock.get(re.compile(re.escape(base) + r"/pipelines(\?.*)?$"), json=self._list_pipelines)
+        mock.get(re.compile(re.escape(base) + r"/pipelines/\d+$"), json=self._get_pipeline)
+        mock.get(re.compile(re.escape(base) + r"/projects(\?.*)?$"), json=self._list_projects)
+        mock.get(re.compile(re.escape(base) + r"/blueprints/\d+$"), json=self._get_blueprint)
+
+    def add_project(self, name: str) -> int:
+        self.projects[name] = len(self.projects) + 100
+        return self.projects[name]
+
+    def add_pipeline(self, blueprint_id: int, status: str, finished_at=None, began_at=None, created_at=None) -> int:
+        pid, self.next_id = self.next_id, self.next_id + 1
+        self.pipelines[pid] = {"id": pid, "blueprintId": blueprint_id, "status": status,
+                               "finishedAt": iso(finished_at), "beganAt": iso(began_at),
+                               "createdAt": iso(created_at or began_at or finished_at)}
+        return pid
+
+    def set_status(self, pid: int, status: str, finished_at=None) -> None:
+        self.pipelines[pid]["status"] = status
+        if finished_at is not None:
+            self.pipelines[pid]["finishedAt"] = iso(finished_at)
+
+    def _list_pipelines(self, request, context):
+        qs = {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
+        rows = sorted(self.pipelines.values(), key=lambda p: -p["id"])
+        if "status" in qs:
+            rows = [p for p in rows if p["status"] == qs["status"]]
+        page, size = int(qs.get("page", 1)), int(qs.get("pageSize", 50))
+        return {"count": len(rows), "pipelines": rows[(page - 1) * size: page * size]}
+
+    def _get_pipeline(self, request, context):
+        pid = int(request.path.rsplit("/", 1)[1])
+        if pid not in self.pipelines:
+            context.status_code = 404
+            return {"success": False, "message": "pipeline not found"}
+        return self.pipelines[pid]
+
+    def _list_projects(self, request, context):
+        qs = {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
+        rows = [{"name": n, "blueprint": {"id": b}} for n, b in self.projects.items()]
+        page, size = int(qs.get("page", 1)), int(qs.get("pageSize", 50))
+        return {"count": len(rows), "projects": rows[(page - 1) * size: page * size]}
+
+    def _get_blueprint(self, request, context):
+        bid = int(request.path.rsplit("/", 1)[1])
+        for name, b in self.projects.items():
+            if b == bid:
+                return {"id": bid, "projectName": name}
+        context.status_code = 404
+        return {"success": False, "message": "blueprint not found"}
+
+
+def make_monitor(tmp_path, clock, registry=None, **env) -> Monitor:
+    settings = load_settings({"DEVLAKE_URL": BASE, "STATE_DIR": str(tmp_path), "DEVLAKE_HTTP_RETRIES": "0",
+                              "DEVLAKE_RETRY_BACKOFF_SECONDS": "0", **env})
+    client = DevLakeClient(make_session(api_key=None, retries=0, backoff_seconds=0), BASE, timeout=5)
+    return Monitor(client, settings, registry or CollectorRegistry(), clock=clock)
+
+
+def paths(mock) -> list[str]:
+    """Each request as 'path?sorted query', for asserting exactly what a poll asked."""
+    out = []
+    for r in mock.request_history:
+        q = "&".join(f"{k}={v[0]}" for k, v in sorted(parse_qs(urlsplit(r.url).query).items()))
+        out.append(r.path + (f"?{q}" if q else ""))
+    return out
+
+
+# -- tests ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def lake(requests_mock):
+    return MiniDevLake(requests_mock)
+
+
+def value(monitor, name, **labels):
+    return monitor.registry.get_sample_value(name, labels)
+
+
+def test_first_and_steady_state_calls(tmp_path, clock, lake, requests_mock):
+    bp = lake.add_project("github/a")
+    lake.add_pipeline(bp, "TASK_COMPLETED", finished_at=clock.now - timedelta(hours=2))
+    monitor = make_monitor(tmp_path, clock)
+    assert monitor.poll_once()
+    first = paths(requests_mock)
+    assert first[0] == "/projects?page=1&pageSize=500"
+    assert "/pipelines?page=1&pageSize=500&status=TASK_FAILED" in first
+    assert "/pipelines?page=1&pageSize=500&status=TASK_PARTIAL" in first
+    requests_mock.reset_mock()
+    clock.advance(minutes=5)
+    lake.add_pipeline(bp, "TASK_FAILED", finished_at=clock.now)
+    assert monitor.poll_once()
+    assert paths(requests_mock) == [
+        "/pipelines?page=1&pageSize=500&status=TASK_CREATED",
+        "/pipelines?page=1&pageSize=500&status=TASK_RERUN",
+        "/pipelines?page=1&pageSize=500&status=TASK_RESUME",
+        "/pipelines?page=1&pageSize=500&status=TASK_RUNNING",
+        "/pipelines?page=1&pageSize=100",
+    ]
+    assert value(monitor, "devlake_project_failures_total", project_name="github/a") == 1
+    assert value(monitor, "devlake_monitor_last_poll_api_calls") == 5
+
+
+def test_steady_state_cost_does_not_depend_on_project_count(tmp_path, clock, lake, requests_mock):
+    blueprints = [lake.add_project(f"github/r{i}") for i in range(1200)]
+    monitor = make_monitor(tmp_path, clock)
+    monitor.poll_once()
+    assert value(monitor, "devlake_projects") == 1200
+    assert value(monitor, "devlake_project_failures_total", project_name="github/r777") == 0.0
+    requests_mock.reset_mock()
+    clock.advance(minutes=5)
+    for bp in blueprints[:30]:
+        lake.add_pipeline(bp, "TASK_FAILED", finished_at=clock.now)
+    monitor.poll_once()
+    assert requests_mock.call_count == 5
+    assert value(monitor, "devlake_project_failures_total", project_name="github/r29") == 1
+
+
+def test_project_list_refreshed_hourly_not_every_poll(tmp_path, clock, lake, requests_mock):
+    lake.add_project("github/a")
+    monitor = make_monitor(tmp_path, clock)
+    for _ in range(13):
+        monitor.poll_once()
+        clock.advance(minutes=5)
+    project_calls = [p for p in paths(requests_mock) if p.startswith("/projects")]
+    assert len(project_calls) == 2  # first poll, then once 60 minutes later
+
+
+def test_pipeline_finished_outside_the_new_page_is_read_by_id(tmp_path, clock, lake, requests_mock):
+    bp = lake.add_project("github/a")
+    for _ in range(150):
+        lake.add_pipeline(bp, "TASK_COMPLETED", finished_at=clock.now - timedelta(days=3))
+    lake.pipelines[5].update(status="TASK_RUNNING", finishedAt=None, beganAt=iso(clock.now - timedelta(hours=3)))
+    monitor = make_monitor(tmp_path, clock)
+    monitor.poll_once()
+    since = value(monitor, "devlake_project_pipeline_in_flight_since_timestamp_seconds", project_name="github/a")
+    assert since == (clock.now - timedelta(hours=3)).timestamp()
+    clock.advance(minutes=5)
+    lake.add_pipeline(bp, "TASK_COMPLETED", finished_at=clock.now)
+    lake.set_status(5, "TASK_FAILED", finished_at=clock.now)
+    requests_mock.reset_mock()
+    monitor.poll_once()
+    assert paths(requests_mock)[-1] == "/pipelines/5"
+    assert value(monitor, "devlake_project_failures_total", project_name="github/a") == 1
+    assert value(monitor, "devlake_project_pipeline_in_flight_since_timestamp_seconds",
+                 project_name="github/a") is None
+
+
+def test_unknown_blueprint_resolved_once_and_cached(tmp_path, clock, lake, requests_mock):
+    lake.add_project("github/a")
+    monitor = make_monitor(tmp_path, clock)
+    monitor.poll_once()
+    bp = lake.add_project("github/new")  # created after the project list was read
+    for _ in range(2):
+        clock.advance(minutes=5)
+        lake.add_pipeline(bp, "TASK_FAILED", finished_at=clock.now)
+        monitor.poll_once()
+    assert paths(requests_mock).count(f"/blueprints/{bp}") == 1
+    assert value(monitor, "devlake_project_failures_total", project_name="github/new") == 2
+
+
+@pytest.mark.parametrize("status, body, reason", [
+    (503, {"message": "down"}, "unreachable"),
+    (401, {"message": "token is missing"}, "auth"),
+    (500, {"message": "boom"}, "http_error"),
+    (200, "<html>not json</html>", "malformed"),
+    (200, {"count": 1, "pipelines": [{"id": "x", "status": 1}]}, "malformed"),
+])
+def test_poll_errors_are_counted_by_reason(tmp_path, clock, requests_mock, status, body, reason):
+    kwargs = {"text": body} if isinstance(body, str) else {"json": body}
+    requests_mock.get(re.compile(re.escape(BASE) + "/.*"), status_code=status, **kwargs)
+    monitor = make_monitor(tmp_path, clock)
+    with capture_logs() as logs:
+        assert monitor.poll_once() is False
+    assert value(monitor, "devlake_up") == 0
+    assert value(monitor, "devlake_monitor_poll_errors_total", reason=reason) == 1
+    others = [r for r in ("unreachable", "auth", "http_error", "malformed", "internal") if r != reason]
+    assert all(value(monitor, "devlake_monitor_poll_errors_total", reason=r) == 0 for r in others)
+    assert [(e["event"], e["reason"]) for e in logs if e["event"] == "poll_failed"] == [("poll_failed", reason)]
+    assert not (tmp_path / "monitor_state.json").exists()  # nothing half-applied
+
+
+def test_internal_error_is_survived(tmp_path, clock, lake, monkeypatch):
+    monitor = make_monitor(tmp_path, clock)
+    monkeypatch.setattr(monitor.fetcher, "fetch", lambda **_: 1 / 0)
+    assert monitor.poll_once() is False
+    assert value(monitor, "devlake_monitor_poll_errors_total", reason="internal") == 1
+
+
+def test_health_follows_the_last_successful_poll(tmp_path, clock, lake, requests_mock):
+    monitor = make_monitor(tmp_path, clock, POLL_INTERVAL_SECONDS="60")
+    assert monitor.health()[0] == 503
+    monitor.poll_once()
+    status, body = monitor.health()
+    assert status == 200 and body["status"] == "ok"
+    requests_mock.get(re.compile(re.escape(BASE) + "/.*"), status_code=503)
+    clock.advance(minutes=2)
+    monitor.poll_once()
+    assert monitor.health()[0] == 200  # one failed poll is not yet stale (2 x interval + 60 s)
+    clock.advance(minutes=2)
+    status, body = monitor.health()
+    assert status == 503 and body["last_error"] == "unreachable" and "ago" in body["reason"]
+
+
+def test_exposition_is_rendered_once_per_poll(tmp_path, clock, lake):
+    monitor = make_monitor(tmp_path, clock)
+    monitor.poll_once()
+    first = monitor.exposition()
+    assert monitor.exposition() is first
+    monitor.poll_once()
+    assert monitor.exposition() is not first
+
+
+def test_state_is_saved_only_when_something_changed(tmp_path, clock, lake):
+    bp = lake.add_project("github/a")
+    monitor = make_monitor(tmp_path, clock)
+    monitor.poll_once()
+    path = tmp_path / "monitor_state.json"
+    before = path.stat().st_mtime_ns
+    clock.advance(minutes=5)
+    path.touch()
+    touched = path.stat().st_mtime_ns
+    monitor.poll_once()
+    assert path.stat().st_mtime_ns == touched  # nothing new: no write
+    lake.add_pipeline(bp, "TASK_FAILED", finished_at=clock.now)
+    monitor.poll_once()
+    assert '"project":"github/a"' in path.read_text()
+    assert before <= path.stat().st_mtime_ns

@@ -1,0 +1,61 @@
+"""monitor_state.json: round trip, and survival of a corrupt file."""
+import json
+
+from structlog.testing import capture_logs
+
+from modules.monitor_state import NO_PROJECT, FailureEvent, InFlight, MonitorState, ProjectStats
+
+
+def sample_state() -> MonitorState:
+    s = MonitorState(watermark=42, floor=1000.0)
+    e = FailureEvent(41, "2025-08-08T07:06:06+00:00", 1754636766.0, "github/a", "2025-08-08 14:06:06")
+    s.events[e.key] = e
+    s.projects["github/a"] = ProjectStats(failures=3, runs=9, last_failure=1754636766.0, last_status="TASK_FAILED",
+                                          last_pipeline_id=41, consecutive_failures=2, last_finish=1754636766.0)
+    s.in_flight[42] = InFlight("github/a", 1754636000.0, "TASK_RUNNING", None)
+    return s
+
+
+def test_round_trip_through_the_file(tmp_path):
+    path = tmp_path / "monitor_state.json"
+    original = sample_state()
+    original.dirty = True
+    original.save(path)
+    assert original.dirty is False
+    restored = MonitorState.load(path)
+    assert restored.to_dict() == original.to_dict()
+    assert json.loads(path.read_text())["version"] == 1
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic write leaves no temp file
+
+
+def test_missing_file_is_a_first_start(tmp_path):
+    s = MonitorState.load(tmp_path / "monitor_state.json")
+    assert s.watermark is None and s.floor is None and set(s.projects) == {NO_PROJECT}
+
+
+def test_torn_file_is_moved_aside_with_a_warning(tmp_path):
+    path = tmp_path / "monitor_state.json"
+    path.write_text('{"version": 1, "waterm')
+    with capture_logs() as logs:
+        s = MonitorState.load(path)
+    assert s.watermark is None
+    assert not path.exists() and len(list(tmp_path.glob("monitor_state.json.corrupt-*"))) == 1
+    assert [entry["event"] for entry in logs] == ["state_file_corrupt"]
+    assert logs[0]["log_level"] == "warning"
+
+
+def test_wrong_shape_is_moved_aside_too(tmp_path):
+    path = tmp_path / "monitor_state.json"
+    path.write_text(json.dumps({"version": 1, "watermark": "x", "floor_epoch": None,
+                                "events": [], "projects": {}, "in_flight": {}}))
+    with capture_logs() as logs:
+        s = MonitorState.load(path)
+    assert s.watermark is None and logs[0]["event"] == "state_file_corrupt"
+    assert len(list(tmp_path.glob("monitor_state.json.corrupt-*"))) == 1
+
+
+def test_prune_raises_the_floor_and_drops_old_events():
+    s = sample_state()
+    assert s.prune(1754636766.0) == 0  # an event exactly at the cutoff is kept
+    assert s.prune(1754636767.0) == 1 and s.events == {}
+    assert s.floor == 1754636767.0 and s.dirty
