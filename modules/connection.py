@@ -1,7 +1,7 @@
 """Connections: which plugins and connections exist, and each connection's scope config."""
 from __future__ import annotations
 
-from modules.api import DevLakeClient, DevLakeError, DevLakeNotFound, DevLakeUnavailable
+from modules.api import DevLakeError, DevLakeNotFound, DevLakeUnavailable
 from modules.context import PlannedChange, RunContext
 from modules.scopes import Connection
 

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    auth = f" (API key required on /rest/...)" if args.api_key else ""
+    auth = " (API key required on /rest/...)" if args.api_key else ""
     print(f"fake DevLake serving sample data at {url}{auth}", flush=True)
     while not stop.wait(1.0):
         pass

@@ -1,7 +1,6 @@
 """Shared fixtures: a clean environment for every test, and the repo root on sys.path."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 

@@ -1,8 +1,6 @@
 """Shared e2e fixtures. Monitor fixtures are prefixed `monitor_`; add other daemons' fixtures below."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -11,30 +9,15 @@ from modules.api import DevLakeClient
 from modules.monitor_http import MetricsServer
 from modules.monitoring import Monitor
 from sandbox.fake_devlake import FakeDevLake
+from tests.clock import Clock
 from utils.http import make_session
 
 # -- blueprint monitor ----------------------------------------------------------------------------
 
-MONITOR_T0 = datetime(2025, 8, 8, 7, 0, 0, tzinfo=timezone.utc)  # 14:00 in Asia/Ho_Chi_Minh
-
-
-class MonitorClock:
-    """One clock for the fake DevLake and the monitor; it moves only when a test says so."""
-
-    def __init__(self, start: datetime = MONITOR_T0):
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
-
 
 @pytest.fixture
 def monitor_clock():
-    return MonitorClock()
+    return Clock()
 
 
 @pytest.fixture

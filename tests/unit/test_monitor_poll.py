@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -15,21 +15,7 @@ from modules.monitoring import Monitor
 from utils.http import make_session
 
 BASE = "http://devlake.test"
-T0 = datetime(2025, 8, 8, 7, 0, 0, tzinfo=timezone.utc)
-
-
-class Clock:
-    """An injectable clock that only moves when told to."""
-
-    def __init__(self, start: datetime = T0):
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
+from tests.clock import Clock  # noqa: E402
 
 
 def iso(moment: datetime | None) -> str | None:
