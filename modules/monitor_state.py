@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import structlog
@@ -73,6 +73,11 @@ class InFlight:
     prev_finish: str | None = None
 
 
+EVENT_FIELDS = [f.name for f in fields(FailureEvent)]
+PROJECT_FIELDS = [f.name for f in fields(ProjectStats)]
+IN_FLIGHT_FIELDS = [f.name for f in fields(InFlight)]
+
+
 def event_key(pipeline_id: int, finished_at_utc: str) -> str:
     return f"{pipeline_id}@{finished_at_utc}"
 
@@ -100,13 +105,18 @@ class MonitorState:
         return len(old)
 
     def to_dict(self) -> dict:
+        # Rows as lists under a field header: with 10,000 events and 5,000 projects
+        # this is several times faster to write than a dict per row (bench_monitor.py).
         return {
             "version": STATE_VERSION,
             "watermark": self.watermark,
             "floor_epoch": self.floor,
-            "events": [asdict(e) for e in self.events.values()],
-            "projects": {name: asdict(p) for name, p in self.projects.items()},
-            "in_flight": {str(pid): asdict(f) for pid, f in self.in_flight.items()},
+            "event_fields": EVENT_FIELDS,
+            "events": [[getattr(e, f) for f in EVENT_FIELDS] for e in self.events.values()],
+            "project_fields": PROJECT_FIELDS,
+            "projects": {name: [getattr(p, f) for f in PROJECT_FIELDS] for name, p in self.projects.items()},
+            "in_flight_fields": IN_FLIGHT_FIELDS,
+            "in_flight": {str(pid): [getattr(e, f) for f in IN_FLIGHT_FIELDS] for pid, e in self.in_flight.items()},
         }
 
     @classmethod
@@ -117,12 +127,15 @@ class MonitorState:
         watermark, floor = data["watermark"], data["floor_epoch"]
         if watermark is not None and not isinstance(watermark, int):
             raise TypeError("watermark is not an integer")
+        if (data["event_fields"], data["project_fields"], data["in_flight_fields"]) != (
+                EVENT_FIELDS, PROJECT_FIELDS, IN_FLIGHT_FIELDS):
+            raise ValueError("field layout differs from this version's")
         state = cls(watermark=watermark, floor=None if floor is None else float(floor))
-        for raw in data["events"]:
-            event = FailureEvent(**raw)
+        for row in data["events"]:
+            event = FailureEvent(*row)
             state.events[event.key] = event
-        state.projects.update({name: ProjectStats(**raw) for name, raw in data["projects"].items()})
-        state.in_flight = {int(pid): InFlight(**raw) for pid, raw in data["in_flight"].items()}
+        state.projects.update({name: ProjectStats(*row) for name, row in data["projects"].items()})
+        state.in_flight = {int(pid): InFlight(*row) for pid, row in data["in_flight"].items()}
         return state
 
     def save(self, path: Path) -> None:
