@@ -25,6 +25,7 @@ from typing import Callable
 from .blueprint_rules import make_plan
 from .common import FINISHED_STATUSES, dumps, to_utc
 from .plugins import INT_ID_PLUGINS, build_scope_data, default_full_name, default_scope_id, scope_id_of
+from .notifier import Notifier
 from .server import App, Fault, FakeServer, RequestRecord
 from .state import State
 
@@ -34,12 +35,15 @@ MUTATING = ("POST", "PUT", "PATCH", "DELETE")
 
 class FakeDevLake:
     def __init__(self, *, latency: float = 0.0, api_key: str | None = None, require_auth: bool = False,
-                 clock: Callable[[], datetime] | None = None, remote_page_size: int = 100):
+                 clock: Callable[[], datetime] | None = None, remote_page_size: int = 100,
+                 notification_endpoint: str | None = None, notification_secret: str = ""):
         self._state = State(clock, remote_page_size)
         self._app = App(self._state, latency=latency, api_key=api_key, require_auth=require_auth)
         self._server: FakeServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
+        if notification_endpoint:
+            self.configure_notifications(notification_endpoint, notification_secret)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -53,6 +57,7 @@ class FakeDevLake:
         return self.url
 
     def stop(self) -> None:
+        self.configure_notifications(None)
         if self._server is None:
             return
         self._server.shutdown()
@@ -92,6 +97,20 @@ class FakeDevLake:
     @latency.setter
     def latency(self, value: float) -> None:
         self._app.latency = value
+
+    def configure_notifications(self, endpoint: str | None, secret: str = "", *, workers: int = 1) -> None:
+        """DevLake's NOTIFICATION_ENDPOINT/NOTIFICATION_SECRET: from now on every pipeline status
+        change is POSTed there, signed (sandbox/notifier.py). None turns it off."""
+        with self._state.lock:
+            old, self._state.notifier = self._state.notifier, (
+                Notifier(endpoint, secret, workers=workers) if endpoint else None)
+        if old is not None:
+            old.stop()
+
+    @property
+    def notifier(self) -> Notifier | None:
+        """What was sent (`.sent`), `.flush()`, `.drop_next(n)`; None when notifications are off."""
+        return self._state.notifier
 
     # --- data setup --------------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ class PipelineStore:
         self.tasks[pipeline["id"]] = [self._new_task(pipeline, r, c, t, status) for r, c, t in cells]
         if status in QUEUED_STATUSES:
             self.queued_at[pipeline["id"]] = time.monotonic()
+        self._state.pipeline_changed(pipeline)  # CreateDbPipeline notifies (pipeline_helper.go)
         return pipeline
 
     def _new_task(self, pipeline: dict, row: int, col: int, spec: dict, status: str) -> dict:
@@ -153,6 +154,8 @@ class PipelineStore:
             for task in tasks:
                 if task["status"] in QUEUED_STATUSES:
                     task["status"], task["beganAt"] = "TASK_RUNNING", pipeline["beganAt"]
+        if status == "TASK_RUNNING" or status in FINISHED_STATUSES:
+            self._state.pipeline_changed(pipeline)  # the runner notifies on start and on end
         return pipeline
 
     def _finish_tasks(self, pipeline: dict, tasks: list[dict], status: str, end: datetime) -> None:

@@ -22,6 +22,13 @@ class State:
         self.plugins = PluginStore(self)
         self.projects = ProjectStore(self)
         self.pipelines = PipelineStore(self)
+        self.notifier = None  # a sandbox.notifier.Notifier when NOTIFICATION_ENDPOINT is "set"
+
+    def pipeline_changed(self, pipeline: dict) -> None:
+        """NotifyExternal: tell the notification endpoint, if one is configured."""
+        if self.notifier is not None:
+            blueprint = self.projects.blueprints.get(pipeline["blueprintId"]) or {}
+            self.notifier.pipeline_changed(pipeline, blueprint.get("projectName") or "")
 
     def now(self) -> datetime:
         """The fake's clock as an aware UTC datetime, without sub-millisecond noise."""
