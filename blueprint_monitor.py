@@ -8,6 +8,7 @@ Environment (all problems are reported together; exit 2):
                                   9100 is also node_exporter's default port)
   FAILURE_SERIES_RETENTION_DAYS   keep devlake_blueprint_failure_total series this long (7)
   MONITOR_LOOKBACK_HOURS          on the very first start, count failures this recent (24)
+  NOTIFICATION_SECRET             DevLake's NOTIFICATION_SECRET: enables POST /notifications (off)
   STATE_DIR                       monitor_state.json lives here; automation_last_run.json is read (state)
   TIMEZONE                        time_failed label and log timestamps (Asia/Ho_Chi_Minh)
   DEVLAKE_TIMEOUT_SECONDS, DEVLAKE_HTTP_RETRIES, DEVLAKE_RETRY_BACKOFF_SECONDS, LOG_LEVEL, LOG_FORMAT
@@ -15,6 +16,9 @@ Environment (all problems are reported together; exit 2):
 Endpoints:
   /metrics   Prometheus text exposition, from memory (a scrape never calls DevLake)
   /healthz   200 while the last successful poll is recent, else 503; JSON body with the reason
+  POST /notifications   DevLake's signed pipeline notifications (point DevLake's
+             NOTIFICATION_ENDPOINT at http://<monitor>:9100/notifications); failures
+             count within a second, the poll stays the safety net
 
 Exit codes: 0 ok (or stopped by SIGTERM/SIGINT); 1 --once poll failed; 2 configuration error.
 """
@@ -34,6 +38,7 @@ from config import ConfigError, Settings, load_settings
 from modules.api import DevLakeClient
 from modules.monitor_http import MetricsServer
 from modules.monitoring import Monitor, serve
+from modules.notifications import NotificationReceiver
 from utils.http import make_session
 from utils.logging import configure_logging
 
@@ -47,12 +52,23 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def build_monitor(settings: Settings, registry: CollectorRegistry, clock=None) -> Monitor:
-    """Client and monitor from settings; `clock` defaults to the real time."""
+def build_client(settings: Settings) -> DevLakeClient:
     session = make_session(api_key=settings.api_key, retries=settings.http_retries,
                            backoff_seconds=settings.retry_backoff_seconds)
-    client = DevLakeClient(session, settings.api_base_url, timeout=settings.timeout_seconds)
-    return Monitor(client, settings, registry, clock=clock or (lambda: datetime.now(timezone.utc)))
+    return DevLakeClient(session, settings.api_base_url, timeout=settings.timeout_seconds)
+
+
+def build_monitor(settings: Settings, registry: CollectorRegistry, clock=None) -> Monitor:
+    """Client and monitor from settings; `clock` defaults to the real time."""
+    return Monitor(build_client(settings), settings, registry,
+                   clock=clock or (lambda: datetime.now(timezone.utc)))
+
+
+def build_receiver(settings: Settings, monitor: Monitor) -> NotificationReceiver | None:
+    """The notification receiver (with its own client), or None without NOTIFICATION_SECRET."""
+    if not settings.notification_secret:
+        return None
+    return NotificationReceiver(monitor, build_client(settings), settings.notification_secret)
 
 
 def main(argv=None) -> int:
@@ -63,7 +79,8 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format, settings.timezone, secrets=[settings.api_key])
+    configure_logging(settings.log_level, settings.log_format, settings.timezone,
+                      secrets=[settings.api_key, settings.notification_secret])
     structlog.get_logger("monitor").info("monitor_started", once=args.once, config=settings.redacted())
     monitor = build_monitor(settings, CollectorRegistry())
     if args.once:
@@ -74,12 +91,19 @@ def main(argv=None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before serving, so an early SIGTERM is graceful too
         signal.signal(sig, lambda *_: stop.set())
+    receiver = build_receiver(settings, monitor)
     try:
-        server = MetricsServer(monitor, settings.metrics_addr, settings.metrics_port).start()
+        server = MetricsServer(monitor, settings.metrics_addr, settings.metrics_port, receiver).start()
     except OSError as exc:  # e.g. port 9100 already taken by node_exporter
         print(f"cannot listen on {settings.metrics_addr}:{settings.metrics_port}: {exc}", file=sys.stderr)
         return 2
-    return serve(monitor, server, stop, settings.poll_interval_seconds)
+    if receiver is not None:
+        receiver.start()
+    try:
+        return serve(monitor, server, stop, settings.poll_interval_seconds)
+    finally:
+        if receiver is not None:
+            receiver.stop(timeout=1.0)  # anything left is found by the next start's poll
 
 
 if __name__ == "__main__":

@@ -69,8 +69,8 @@ class Settings:
     metrics_port: int = 9100
     failure_series_retention_days: float = 7.0
     monitor_lookback_hours: float = 24.0
+    # Enables POST /notifications (DevLake's signed pipeline notifications) on METRICS_PORT.
     notification_secret: str | None = field(default=None, repr=False)
-    notification_port: int | None = None
 
     @property
     def api_base_url(self) -> str:
@@ -229,11 +229,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         failure_series_retention_days=r.number("FAILURE_SERIES_RETENTION_DAYS", 7.0, float, 0.0),
         monitor_lookback_hours=r.number("MONITOR_LOOKBACK_HOURS", 24.0, float, 0.0),
         notification_secret=r.raw("NOTIFICATION_SECRET"),
-        notification_port=r.number("NOTIFICATION_PORT", None, int, 0, "a port number 0-65535"),
     )
-    for name, key in (("METRICS_PORT", "metrics_port"), ("NOTIFICATION_PORT", "notification_port")):
-        if values[key] is not None and values[key] > 65535:
-            r.problems.append(f"{name}={values[key]} is not valid: expected a port number 0-65535")
+    if values["metrics_port"] > 65535:
+        r.problems.append(f"METRICS_PORT={values['metrics_port']} is not valid: expected a port number 0-65535")
     if r.problems:
         raise ConfigError(r.problems)
     return Settings(**values)

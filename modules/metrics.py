@@ -22,6 +22,12 @@ ERROR_REASONS = ("unreachable", "auth", "http_error", "malformed", "internal")
 AUTOMATION_FILE = "automation_last_run.json"
 AUTOMATION_ITEMS = ("created", "unchanged", "failed")
 POLL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+# Push answers in well under a second; a poll within POLL_INTERVAL_SECONDS (300 s by
+# default); the hourly re-scan and catching up after an outage take longer.
+DETECTION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+NOTIFICATION_OUTCOMES = ("accepted", "bad_signature", "malformed", "replay", "too_large", "dropped")
+NOTIFICATION_RESULTS = ("counted", "already_counted", "ignored", "fetch_failed", "deferred")
+DETECTION_PATHS = ("push", "poll")
 
 log = structlog.get_logger("monitor")
 
@@ -45,6 +51,29 @@ class SelfMetrics:
                                           "Failed writes of monitor_state.json", registry=registry)
         for reason in ERROR_REASONS:  # so increase() sees the first error of each kind
             self.errors.labels(reason=reason)
+        self._notification_metrics(registry)
+
+    def _notification_metrics(self, registry: CollectorRegistry) -> None:
+        # Registered even with notifications off: zeros say "nothing arrived", and the
+        # detection latency of the poll path is measured either way.
+        self.notifications = Counter("devlake_monitor_notifications", "DevLake notifications received by "
+                                     "outcome: accepted, bad_signature, malformed, replay, too_large, dropped",
+                                     ["outcome"], registry=registry)
+        self.notifications_processed = Counter(
+            "devlake_monitor_notifications_processed", "Accepted notifications after processing: counted "
+            "(a new failure), already_counted, ignored (not a failure), fetch_failed and deferred (before "
+            "the first poll): left to the poller",
+            ["result"], registry=registry)
+        self.detection_latency = Histogram(
+            "devlake_monitor_failure_detection_latency_seconds", "From a failed pipeline's finishedAt "
+            "to the monitor counting it, by path: push (notification) or poll", ["path"],
+            buckets=DETECTION_BUCKETS, registry=registry)
+        for outcome in NOTIFICATION_OUTCOMES:
+            self.notifications.labels(outcome=outcome)
+        for result in NOTIFICATION_RESULTS:
+            self.notifications_processed.labels(result=result)
+        for path in DETECTION_PATHS:
+            self.detection_latency.labels(path=path)
 
 
 class StateCollector:

@@ -59,6 +59,16 @@ class Fetcher:
         self._resolve_blueprints(batch.observations)
         return batch
 
+    def observe(self, client: DevLakeClient, pipeline_id: int) -> tuple[Observation, str | None]:
+        """One pipeline and its project, for the notification worker.
+
+        The worker passes its own client (the poller's counts its calls per poll) but
+        shares the blueprint cache, so both paths name a pipeline's project alike.
+        """
+        obs = parse_pipeline(client.get_pipeline(pipeline_id))
+        self._resolve_blueprints([obs], client)
+        return obs, self.project_of(obs)
+
     def project_of(self, obs: Observation) -> str | None:
         """The project a pipeline belongs to; None when its blueprint was deleted."""
         if obs.blueprint_id == 0:
@@ -113,12 +123,16 @@ class Fetcher:
         body = self.client.pipelines_page(page, size, **filters)
         return [parse_pipeline(raw) for raw in body.get("pipelines") or []]
 
-    def _resolve_blueprints(self, observations: list[Observation]) -> None:
-        """Blueprints created since the last project refresh: one cached GET each."""
+    def _resolve_blueprints(self, observations: list[Observation], client: DevLakeClient | None = None) -> None:
+        """Blueprints created since the last project refresh: one cached GET each.
+
+        Two threads may write here; a write lost to a concurrent refresh only costs
+        one more GET later.
+        """
         unknown = {o.blueprint_id for o in observations if o.blueprint_id and o.blueprint_id not in self.blueprints}
         for bid in sorted(unknown):
             try:
-                blueprint = self.client.get_blueprint(bid)
+                blueprint = (client or self.client).get_blueprint(bid)
             except DevLakeNotFound:
                 self.blueprints[bid] = None
                 continue

@@ -12,6 +12,10 @@ The exactly-once rules (README, "How failures are counted"):
 * Nothing that finished before the floor is counted by the self-healing paths;
   the floor starts at "now - MONITOR_LOOKBACK_HOURS" on the first start and then
   follows the retention cutoff, below which counted events are forgotten.
+* A pipeline notification (`apply_push`) counts only failures, and only like a
+  self-healing sighting: by key. It never moves the watermark or the in-flight
+  set, so the poller still walks every id it has not seen, and when it sees the
+  same failure (trusted or not) the key is already among the counted events.
 """
 from __future__ import annotations
 
@@ -130,6 +134,27 @@ def apply_batch(state: MonitorState, batch: Batch, *, project_of: Callable[[Obse
     return summary
 
 
+def apply_push(state: MonitorState, obs: Observation, project: str, *, tz) -> Summary | None:
+    """Apply one pipeline the notification worker fetched (GET /pipelines/{id}).
+
+    The observation comes from the same API as the poller's, so its key is the
+    poller's key. Only a failure is counted here (runs, failures, consecutive
+    failures, its series): the counted events are what makes both paths
+    idempotent, and they hold failures only. Other finishes are left to the
+    poller, which counts them within a poll interval. None (nothing applied)
+    before the first poll, which reads the lookback window back by itself.
+    """
+    if state.watermark is None:
+        return None
+    summary = Summary()
+    stats = _ensure_project(state, project, summary)
+    _note_status(state, stats, obs)
+    if obs.status in FAILURE_STATUSES and obs.finished_at is not None:
+        # Untrusted: counted unless its key is known or it finished before the floor.
+        _count(state, _Candidate(obs, project, trusted=False), tz, summary)
+    return summary
+
+
 def _sync_projects(state: MonitorState, names: Iterable[str], summary: Summary) -> None:
     """Known projects follow DevLake's list: new ones start at 0, deleted ones disappear."""
     wanted = set(names) | {NO_PROJECT}
@@ -236,5 +261,15 @@ def _count(state: MonitorState, cand: _Candidate, tz, summary: Summary) -> None:
             stats.consecutive_failures += 1
         elif obs.status == "TASK_COMPLETED":
             stats.consecutive_failures = 0
+    elif failed or obs.status == "TASK_COMPLETED":
+        # Seen after a newer finish (a success the poller finds after a notified
+        # failure, or finishes out of id order): recount instead of guessing.
+        stats.consecutive_failures = _failures_since(state, cand.project, stats.last_success)
     summary.runs += 1
     state.dirty = True
+
+
+def _failures_since(state: MonitorState, project: str, since: float | None) -> int:
+    """Retained failures of `project` after `since` (a streak older than the retention is cut)."""
+    return sum(1 for e in state.events.values()
+               if e.project == project and (since is None or e.finished_epoch > since))

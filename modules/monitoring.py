@@ -21,8 +21,8 @@ from config import Settings
 from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeUnavailable
 from modules.metrics import AUTOMATION_FILE, SelfMetrics, StateCollector, read_automation
 from modules.monitor_fetch import Fetcher
-from modules.monitor_ledger import MalformedAnswer, Summary, apply_batch
-from modules.monitor_state import STATE_FILE, MonitorState
+from modules.monitor_ledger import MalformedAnswer, Observation, Summary, apply_batch, apply_push
+from modules.monitor_state import STATE_FILE, FailureEvent, MonitorState
 
 REFRESH_SECONDS = 3600.0  # project list + failure re-scan: hourly
 HEALTH_STALE_MIN_SECONDS = 120.0
@@ -56,6 +56,7 @@ class Monitor:
         calls_before = self.client.calls
         self.metrics.polls.inc()
         self.automation = read_automation(self.automation_path)
+        first_poll = self.state.watermark is None
         try:
             summary = self._poll(now)
         except Exception as exc:  # loop boundary: every failure is logged, counted, survived
@@ -67,9 +68,42 @@ class Monitor:
         self.metrics.duration.observe(duration)
         self.metrics.calls.set(calls)
         self.last_success, self.last_error = now, None
+        # The first poll's failures are history read back (MONITOR_LOOKBACK_HOURS), not detections.
+        self._counted(summary.failures, "poll", self.clock().timestamp(), observe_latency=not first_poll)
         self._log_completed(summary, duration, calls)
-        self._generation += 1
+        self._changed()
         return True
+
+    def count_pushed(self, sightings: list[tuple[Observation, str | None]]) -> list[FailureEvent] | None:
+        """Apply pipelines the notification worker fetched; returns the failures newly counted.
+
+        Applied and saved under the lock scrapes take, like a poll, so a scrape never
+        sees a count that is not on disk. A pipeline whose project is gone is skipped.
+        None before the first poll: that poll counts them.
+        """
+        counted: list[FailureEvent] = []
+        with self.lock:
+            if self.state.watermark is None:
+                return None
+            for obs, project in sightings:
+                if project is not None:
+                    counted += apply_push(self.state, obs, project, tz=self.settings.timezone).failures
+            self.save()
+            self._changed()
+        self._counted(counted, "push", self.clock().timestamp())
+        return counted
+
+    def _changed(self) -> None:
+        """Invalidate the cached exposition; two threads (poller, notification worker) change state."""
+        with self.lock:
+            self._generation += 1
+
+    def _counted(self, events: list[FailureEvent], path: str, now: float, observe_latency: bool = True) -> None:
+        for event in events:
+            if observe_latency:  # clocks may disagree a little: never a negative latency
+                self.metrics.detection_latency.labels(path=path).observe(max(0.0, now - event.finished_epoch))
+            log.info("failure_counted", project=event.project, pipeline_id=event.pipeline_id, path=path,
+                     finished_at=event.finished_at, time_failed=event.time_failed)
 
     def _poll(self, now: float) -> Summary:
         refresh = self._last_refresh is None or now - self._last_refresh >= self.refresh_seconds
@@ -111,12 +145,9 @@ class Monitor:
         else:
             log.error("poll_failed", reason=reason, error=str(exc), status=getattr(exc, "status", None),
                       calls=calls, duration_seconds=round(duration, 3))
-        self._generation += 1
+        self._changed()
 
     def _log_completed(self, summary: Summary, duration: float, calls: int) -> None:
-        for event in summary.failures:
-            log.info("failure_counted", project=event.project, pipeline_id=event.pipeline_id,
-                     finished_at=event.finished_at, time_failed=event.time_failed)
         for name in summary.projects_removed:
             log.info("project_removed", project=name)
         log.info("poll_completed", duration_seconds=round(duration, 3), calls=calls,
