@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 
 from config import load_settings
+from modules.notifications import PATH as NOTIFICATIONS_PATH
 from deploy_support import DEPLOY_TESTS, ROOT, compose_command, load_yaml, run
 
 COMPOSE = ROOT / "docker-compose.yml"
@@ -21,8 +22,6 @@ DAEMONS = ("devlake-automation", "devlake-monitor")
 STATE_MOUNT = "/var/lib/devlake-automation"
 # Settings that compose pins on purpose instead of passing them through.
 FIXED_BY_IMAGE = {"STATE_DIR", "METRICS_ADDR", "METRICS_PORT"}
-# Read by config.py but not used by either daemon yet.
-UNUSED_SETTINGS = {"NOTIFICATION_SECRET", "NOTIFICATION_PORT"}
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +185,16 @@ def test_daemons_share_the_state_volume_and_run_the_right_command(compose):
     assert set(compose["volumes"]) >= {"automation-state", "prometheus-data", "grafana-data"}
 
 
+def test_devlake_notifies_the_monitor_with_the_shared_secret(compose):
+    services = compose["services"]
+    assert services["devlake-monitor"]["environment"]["NOTIFICATION_SECRET"] == "${NOTIFICATION_SECRET:-}"
+    devlake = services["devlake"]["environment"]
+    assert devlake["NOTIFICATION_SECRET"] == "${NOTIFICATION_SECRET:-}"
+    # the container port (not the host port) on the compose network, at the receiver's path
+    assert devlake["NOTIFICATION_ENDPOINT"] == f"http://devlake-monitor:9100{NOTIFICATIONS_PATH}"
+    assert services["devlake-monitor"]["ports"][0].endswith(":9100")
+
+
 def test_prometheus_and_grafana_mount_our_files(compose):
     prom = compose["services"]["prometheus"]
     assert "./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prom["volumes"]
@@ -231,7 +240,7 @@ def test_env_example_documents_every_variable():
     assert not missing, f".env.example lacks {sorted(missing)}"
     unused = documented - compose_variables()
     assert not unused, f".env.example sets variables docker-compose.yml never uses: {sorted(unused)}"
-    settings = config_variables() - FIXED_BY_IMAGE - UNUSED_SETTINGS
+    settings = config_variables() - FIXED_BY_IMAGE
     assert settings <= documented, f".env.example lacks settings {sorted(settings - documented)}"
     text = ENV_EXAMPLE.read_text()
     assert "STATE_DIR" in text
