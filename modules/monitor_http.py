@@ -57,6 +57,9 @@ class _Handler(BaseHTTPRequestHandler):
     monitor = None  # set per server by MetricsServer
     receiver = None  # a NotificationReceiver, or None: notifications are off
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: with Nagle on, a keep-alive client
+    # (Prometheus, DevLake) waits for a delayed ACK, ~40 ms per request.
+    disable_nagle_algorithm = True
     timeout = 30  # seconds a client may stall mid-request (the notification endpoint is public)
 
     def do_GET(self):  # noqa: N802 (http.server naming)

@@ -49,6 +49,7 @@ class Monitor:
         self.last_error: str | None = None
         self._last_refresh: float | None = None
         self._generation, self._cache = 0, (-1, b"", None)
+        self._generation_lock = threading.Lock()  # not self.lock: bumping never waits for a scrape
 
     def poll_once(self) -> bool:
         """One poll: fetch, apply, save. Returns False (and counts the reason) if DevLake failed us."""
@@ -71,7 +72,7 @@ class Monitor:
         # The first poll's failures are history read back (MONITOR_LOOKBACK_HOURS), not detections.
         self._counted(summary.failures, "poll", self.clock().timestamp(), observe_latency=not first_poll)
         self._log_completed(summary, duration, calls)
-        self._changed()
+        self.changed()
         return True
 
     def count_pushed(self, sightings: list[tuple[Observation, str | None]]) -> list[FailureEvent] | None:
@@ -89,13 +90,18 @@ class Monitor:
                 if project is not None:
                     counted += apply_push(self.state, obs, project, tz=self.settings.timezone).failures
             self.save()
-            self._changed()
         self._counted(counted, "push", self.clock().timestamp())
+        self.changed()
         return counted
 
-    def _changed(self) -> None:
-        """Invalidate the cached exposition; two threads (poller, notification worker) change state."""
-        with self.lock:
+    def changed(self) -> None:
+        """Invalidate the cached exposition: call after changing state or a metric.
+
+        The poller, the notification worker and the HTTP threads (notification
+        counters) all do, so the bump is locked. Bumping after the change and reading
+        the generation before rendering means a cached body is never older than its tag.
+        """
+        with self._generation_lock:
             self._generation += 1
 
     def _counted(self, events: list[FailureEvent], path: str, now: float, observe_latency: bool = True) -> None:
@@ -145,7 +151,7 @@ class Monitor:
         else:
             log.error("poll_failed", reason=reason, error=str(exc), status=getattr(exc, "status", None),
                       calls=calls, duration_seconds=round(duration, 3))
-        self._changed()
+        self.changed()
 
     def _log_completed(self, summary: Summary, duration: float, calls: int) -> None:
         for name in summary.projects_removed:
@@ -159,7 +165,8 @@ class Monitor:
     def exposition(self, compressed: bool = False) -> bytes:
         """The Prometheus text exposition (gzipped if asked), rendered at most once per poll and cached.
 
-        Metrics change only when a poll ends, so scrapes between polls reuse the bytes.
+        Metrics change only when a poll ends or a notification arrives (`changed()`), so
+        scrapes in between reuse the bytes.
         """
         generation = self._generation
         cached_generation, body, gz = self._cache

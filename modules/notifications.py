@@ -167,16 +167,20 @@ class NotificationReceiver:
         if not self._enqueue(note):
             return self._refuse("dropped", 503, peer, "busy; the next poll will catch up",
                                 pipeline_id=note.pipeline_id)
-        self.metrics.notifications.labels(outcome="accepted").inc()
+        self._outcome("accepted")
         log.info("notification_accepted", notification_id=note.notification_id, pipeline_id=note.pipeline_id,
                  status=note.status, project=note.project_name)
         return Answer(200, "accepted")
 
     def _refuse(self, outcome: str, status: int, peer: str, reason: str, close: bool = False, **fields) -> Answer:
-        self.metrics.notifications.labels(outcome=outcome).inc()
+        self._outcome(outcome)
         level = log.info if outcome == "replay" else log.warning
         level("notification_rejected", outcome=outcome, reason=reason, status=status, peer=peer, **fields)
         return Answer(status, reason, close)
+
+    def _outcome(self, outcome: str) -> None:
+        self.metrics.notifications.labels(outcome=outcome).inc()
+        self.monitor.changed()  # the next scrape renders again
 
     def _enqueue(self, note: Notification) -> bool:
         with self._idle:
@@ -264,3 +268,4 @@ class NotificationReceiver:
 
     def _result(self, result: str) -> None:
         self.metrics.notifications_processed.labels(result=result).inc()
+        self.monitor.changed()

@@ -27,6 +27,8 @@ import http.client
 import json
 import queue
 import secrets
+import select
+import socket
 import string
 import threading
 from dataclasses import dataclass
@@ -131,34 +133,45 @@ class Notifier:
                 self._queue.task_done()
 
     def _deliver(self, conn, record: SentNotification):
+        """POST once; returns the connection to reuse (None after an error or `Connection: close`)."""
         with self._lock:
             dropped, self._drop = self._drop > 0, max(0, self._drop - 1)
         if dropped:
             record.error = "dropped by the test"
             return conn
         target = f"{self._path}nouce={quote(record.nouce)}&sign={sign(record.body, self.secret, record.nouce)}"
-        headers = {"Content-Type": "application/json"}
-        for attempt in (1, 2):
-            reused = conn is not None
-            conn = conn or http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
-            try:
-                conn.request("POST", target, body=record.body, headers=headers)
-                response = conn.getresponse()
-                record.response = response.read().decode("utf-8", "replace")
-                record.response_code = response.status
-                if response.getheader("Connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
-                return conn
-            except (OSError, http.client.HTTPException) as exc:
+        if conn is not None and not _idle_and_open(conn):
+            conn.close()  # Go's transport drops an idle connection the server closed before reusing it
+            conn = None
+        try:
+            conn = conn or _connect(self._host, self._port, self.timeout)
+            conn.request("POST", target, body=record.body, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            record.response = response.read().decode("utf-8", "replace")
+            record.response_code = response.status
+        except (OSError, http.client.HTTPException) as exc:  # logged by DevLake, never retried
+            record.error = f"{type(exc).__name__}: {exc}"
+            if conn is not None:
                 conn.close()
-                conn = None
-                # Go's transport resends only when a reused keep-alive connection turned
-                # out closed; anything else is the one failed attempt DevLake logs.
-                if not (reused and attempt == 1):
-                    record.error = f"{type(exc).__name__}: {exc}"
-                    return None
-        return None  # not reached: the second attempt returns either way
+            return None
+        if response.getheader("Connection", "").lower() == "close":
+            conn.close()
+            return None
+        return conn
+
+
+def _idle_and_open(conn: http.client.HTTPConnection) -> bool:
+    """An idle keep-alive socket is never readable; readable means the server closed it."""
+    readable, _, _ = select.select([conn.sock], [], [], 0)
+    return not readable
+
+
+def _connect(host: str, port: int, timeout: float) -> http.client.HTTPConnection:
+    """A connection with TCP_NODELAY, as Go's net/http dials: no Nagle delay between headers and body."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    conn.connect()
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return conn
 
 
 def _nonce() -> str:

@@ -208,7 +208,9 @@ def test_refused_requests_are_answered_and_counted(stack):
     pid = stack.fail()
     stack.settle()
     good = b'{"ProjectName":"","PipelineID":%d,"Status":"TASK_FAILED"}' % pid
+    scrape(stack.url)  # renders and caches the exposition: the counters below must not be stale
     assert post(stack.endpoint, good, secret="wrong").status_code == 401
+    assert stack.outcome("bad_signature") == 1
     tampered = good.replace(b"FAILED", b"PARTIAL")
     assert post(stack.endpoint, tampered, signature=sign(good, SECRET, "900-AbCdEfGhIjKlMnOp")).status_code == 401
     assert requests.post(stack.endpoint, data=good, timeout=5).status_code == 401  # unsigned

@@ -86,6 +86,10 @@ class _Monitor:
     def __init__(self):
         self.registry = CollectorRegistry()
         self.metrics = SelfMetrics(self.registry)
+        self.changes = 0
+
+    def changed(self):
+        self.changes += 1
 
 
 @pytest.fixture
@@ -117,6 +121,12 @@ def test_answers_and_outcomes(receiver):
     assert outcome(receiver, "malformed") == 5
     # the queue holds one: the next accepted notification is refused with 503 (the poller catches up)
     assert post(receiver, nouce="6-AbCdEfGhIjKlMnOp").status == 503 and outcome(receiver, "dropped") == 1
+
+
+def test_every_answer_invalidates_the_cached_exposition(receiver):
+    post(receiver, sign="0" * 64)
+    post(receiver)
+    assert receiver.monitor.changes == 2
 
 
 def test_oversized_body_is_refused_unread(receiver):
