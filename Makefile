@@ -22,10 +22,11 @@ test: $(VENV)/.installed
 	-@bash tests/deploy/install_tools.sh >/dev/null 2>&1 || true
 	$(PY) -m pytest -q
 
-## bench: API-call counts and wall time against the fake DevLake with 20 ms latency
+## bench: API-call counts and wall time against the fake DevLake with 20 ms latency; notifications/s
 bench: $(VENV)/.installed
 	$(PY) bench/bench_automation.py
 	$(PY) bench/bench_monitor.py
+	$(PY) bench/bench_notifications.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
