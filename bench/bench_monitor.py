@@ -15,7 +15,6 @@ failure series, memory flat in the number of polls.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import random
 import resource
 import statistics
@@ -30,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import requests  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
+from bench.fake_process import FakeHandle  # noqa: E402
 from config import load_settings  # noqa: E402
 from modules.api import DevLakeClient  # noqa: E402
 from modules.monitor_http import MetricsServer  # noqa: E402
@@ -89,24 +89,6 @@ def set_latency(fake, world, latency: float) -> None:
 
 
 COMMANDS = {"seed": seed, "tick": tick, "latency": set_latency}
-
-
-class FakeHandle:
-    def __init__(self, latency: float):
-        ctx = mp.get_context("fork")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=fake_process, args=(child, latency), daemon=True)
-        self.proc.start()
-        self.url = self.conn.recv()
-
-    def __call__(self, command: str, **args):
-        self.conn.send((command, args))
-        return self.conn.recv()
-
-    def stop(self):
-        self.conn.send(("stop", {}))
-        self.conn.recv()
-        self.proc.join(5)
 
 
 # -- the monitor, in this process ----------------------------------------------------------------
@@ -203,7 +185,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.latency = min(args.latency, 0.005)
     configure_logging("WARNING", "console")
-    fake = FakeHandle(args.latency)
+    fake = FakeHandle(fake_process, args.latency)
     try:
         print(f"seeding the fake: {args.projects} projects, {args.history} historical pipelines ...", flush=True)
         fake("seed", projects=args.projects, history=args.history)

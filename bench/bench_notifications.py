@@ -22,7 +22,6 @@ would log (to its stderr) without a terminal slowing it down.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import random
 import statistics
@@ -40,6 +39,7 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from blueprint_monitor import build_monitor, build_receiver  # noqa: E402
+from bench.fake_process import FakeHandle  # noqa: E402
 from config import load_settings  # noqa: E402
 from modules.monitor_http import MetricsServer  # noqa: E402
 from utils.logging import configure_logging  # noqa: E402
@@ -85,23 +85,6 @@ def burst(fake, blueprints: list[int], pipelines: int, fail_ratio: float) -> dic
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     codes = Counter(n.response_code for n in fake.notifier.sent)
     return {"failed": failed, "sent": len(fake.notifier.sent), "elapsed": elapsed, "codes": dict(codes), "cpu": cpu}
-
-
-class FakeHandle:
-    def __init__(self, latency: float):
-        ctx = mp.get_context("fork")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=fake_process, args=(child, latency), daemon=True)
-        self.proc.start()
-        self.url = self.conn.recv()
-
-    def __call__(self, command: str, **args):
-        self.conn.send((command, args))
-        return self.conn.recv()
-
-    def stop(self):
-        self("stop")
-        self.proc.join(5)
 
 
 # -- the monitor, in this process ----------------------------------------------------------------
@@ -209,7 +192,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.pipelines, args.projects, args.senders, args.scrape_interval = 300, 50, 4, 0.1
     configure_logging("INFO", "json", stream=open(os.devnull, "w"))  # noqa: SIM115 (for the whole run)
-    fake = FakeHandle(args.latency)
+    fake = FakeHandle(fake_process, args.latency)
     try:
         fake("projects", count=args.projects)
         ok = run(args, fake)
