@@ -26,6 +26,8 @@ import sys
 import threading
 from datetime import datetime
 
+import structlog
+
 from config import ConfigError, load_settings
 from modules.doctor import run_doctor
 from modules.runner import EXIT_UNUSABLE, build_client, heartbeat_fresh, run_daemon, run_once
@@ -83,7 +85,6 @@ def _daily_job(settings, now, stop) -> None:
     try:
         run_once(settings, build_client(settings), now(), stop=stop)
     except Exception:  # the daemon outlives any one run; the failure is in the log and last-run file
-        import structlog
         structlog.get_logger("automation").exception("run_crashed")
 
 

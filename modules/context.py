@@ -58,10 +58,10 @@ class RunContext:
         return structlog.get_logger("automation")
 
     def record(self, outcome: str, action: str | None = None, change: PlannedChange | None = None,
-               failure: str | None = None) -> None:
-        """Count one item's outcome (created/updated/unchanged/failed), thread-safely."""
+               failure: str | None = None, count: int = 1) -> None:
+        """Count `count` items' outcome (created/updated/unchanged/failed), thread-safely."""
         with self._lock:
-            setattr(self.summary, outcome, getattr(self.summary, outcome) + 1)
+            setattr(self.summary, outcome, getattr(self.summary, outcome) + count)
             if action:
                 self.summary.actions[action] += 1
             if change:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from config import Settings
-from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeNotFound
+from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeNotFound, enc
 
 
 @dataclass
@@ -60,7 +60,7 @@ def _check_plugin(client: DevLakeClient, plugin: str) -> list[Check]:
 
 
 def _first_page(client: DevLakeClient, plugin: str, connection_id) -> list[dict]:
-    body = client.get(f"/plugins/{plugin}/connections/{int(connection_id)}/remote-scopes")
+    body = client.get(f"/plugins/{enc(plugin)}/connections/{int(connection_id)}/remote-scopes")
     if not isinstance(body, dict) or not isinstance(body.get("children"), list):
         raise DevLakeError("remote-scopes answer has no 'children' array")
     return body["children"]

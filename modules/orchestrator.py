@@ -91,9 +91,7 @@ def create_projects(ctx: RunContext, index: projects.ProjectIndex, all_scopes: l
     """A project for every scope no blueprint connects yet; returns (blueprint id, scope label) to trigger."""
     untracked = [s for s in all_scopes if s.key not in index.tracked]
     ctx.log.info("projects_to_create", scopes=len(all_scopes), untracked=len(untracked))
-    tracked = len(all_scopes) - len(untracked)
-    for _ in range(tracked):
-        ctx.record("unchanged")
+    ctx.record("unchanged", count=len(all_scopes) - len(untracked))
     names = projects.assign_names(ctx, index, untracked)
     results = _parallel(ctx, "scope", list(names.items()),
                         lambda item: projects.ensure_project(ctx, index, *item),

@@ -1,6 +1,7 @@
 """Running the automation: one cycle with its exit code, and the daily schedule around it."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import datetime
@@ -14,6 +15,8 @@ from config import Settings
 from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError
 from modules.context import RunContext
 from modules.orchestrator import run_cycle
+from utils.blueprints import previous_saturday
+from utils.datetime import format_devlake_time
 from utils.http import make_session
 from utils.statefile import atomic_write_json
 
@@ -53,8 +56,6 @@ def run_once(settings: Settings, client: DevLakeClient, now: datetime, *, dry_ru
 
 
 def _target(settings: Settings, now: datetime) -> str:
-    from utils.blueprints import previous_saturday
-    from utils.datetime import format_devlake_time
     return format_devlake_time(previous_saturday(now, settings.timezone))
 
 
@@ -89,7 +90,6 @@ def write_last_run(state_dir: Path, code: int, summary, duration: float, now: da
 
 
 def _read_previous(path: Path) -> dict:
-    import json
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else {}
