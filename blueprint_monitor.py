@@ -36,9 +36,9 @@ from prometheus_client import CollectorRegistry
 
 from config import ConfigError, Settings, load_settings
 from modules.api import DevLakeClient
-from modules.monitor_http import MetricsServer
-from modules.monitoring import Monitor, serve
-from modules.notifications import NotificationReceiver
+from modules.monitoring.http import MetricsServer
+from modules.monitoring.monitor import Monitor, serve
+from modules.monitoring.notifications import NotificationReceiver
 from utils.http import make_session
 from utils.logging import configure_logging
 

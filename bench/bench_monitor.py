@@ -32,8 +32,8 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 from bench.fake_process import FakeHandle  # noqa: E402
 from config import load_settings  # noqa: E402
 from modules.api import DevLakeClient  # noqa: E402
-from modules.monitor_http import MetricsServer  # noqa: E402
-from modules.monitoring import Monitor  # noqa: E402
+from modules.monitoring.http import MetricsServer  # noqa: E402
+from modules.monitoring.monitor import Monitor  # noqa: E402
 from utils.http import make_session  # noqa: E402
 from utils.logging import configure_logging  # noqa: E402
 

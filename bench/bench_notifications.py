@@ -41,7 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from blueprint_monitor import build_monitor, build_receiver  # noqa: E402
 from bench.fake_process import FakeHandle  # noqa: E402
 from config import load_settings  # noqa: E402
-from modules.monitor_http import MetricsServer  # noqa: E402
+from modules.monitoring.http import MetricsServer  # noqa: E402
 from utils.logging import configure_logging  # noqa: E402
 
 SECRET = "bench-notification-secret"

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from config import load_settings
-from modules.notifications import PATH as NOTIFICATIONS_PATH
+from modules.monitoring.notifications import PATH as NOTIFICATIONS_PATH
 from deploy_support import DEPLOY_TESTS, ROOT, compose_command, load_yaml, run
 
 COMPOSE = ROOT / "docker-compose.yml"

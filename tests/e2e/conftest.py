@@ -6,8 +6,8 @@ from prometheus_client import CollectorRegistry
 
 from config import load_settings
 from modules.api import DevLakeClient
-from modules.monitor_http import MetricsServer
-from modules.monitoring import Monitor
+from modules.monitoring.http import MetricsServer
+from modules.monitoring.monitor import Monitor
 from sandbox.fake_devlake import FakeDevLake
 from tests.clock import Clock
 from utils.http import make_session

@@ -17,8 +17,8 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 import blueprint_monitor
-from modules.monitor_http import MetricsServer
-from modules.monitoring import serve
+from modules.monitoring.http import MetricsServer
+from modules.monitoring.monitor import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "k3y-that-must-never-be-printed"

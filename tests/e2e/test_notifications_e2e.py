@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from blueprint_monitor import build_receiver
-from modules.monitor_http import MetricsServer
+from modules.monitoring.http import MetricsServer
 from sandbox.fake_devlake import FakeDevLake
 from sandbox.notifier import sign
 

@@ -1,11 +1,11 @@
-"""The exactly-once rules of modules.monitor_ledger, without HTTP."""
+"""The exactly-once rules of modules.monitoring.ledger, without HTTP."""
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import pytz
 
-from modules.monitor_ledger import Batch, MalformedAnswer, Observation, apply_batch, parse_pipeline
-from modules.monitor_state import NO_PROJECT, MonitorState
+from modules.monitoring.ledger import Batch, MalformedAnswer, Observation, apply_batch, parse_pipeline
+from modules.monitoring.state import NO_PROJECT, MonitorState
 
 TZ = pytz.timezone("Asia/Ho_Chi_Minh")
 T0 = datetime(2025, 8, 8, 7, 0, 0, tzinfo=timezone.utc)

@@ -7,8 +7,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from modules.metrics import SelfMetrics, StateCollector, read_automation
-from modules.monitor_state import ALL_STATUSES, NO_PROJECT, FailureEvent, InFlight, MonitorState, ProjectStats
+from modules.monitoring.metrics import SelfMetrics, StateCollector, read_automation
+from modules.monitoring.state import ALL_STATUSES, NO_PROJECT, FailureEvent, InFlight, MonitorState, ProjectStats
 
 
 def collect(state, automation=None):

@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from config import load_settings
 from modules.api import DevLakeClient
-from modules.monitoring import Monitor
+from modules.monitoring.monitor import Monitor
 from utils.http import make_session
 
 BASE = "http://devlake.test"

@@ -3,7 +3,7 @@ import json
 
 from structlog.testing import capture_logs
 
-from modules.monitor_state import NO_PROJECT, FailureEvent, InFlight, MonitorState, ProjectStats
+from modules.monitoring.state import NO_PROJECT, FailureEvent, InFlight, MonitorState, ProjectStats
 
 
 def sample_state() -> MonitorState:

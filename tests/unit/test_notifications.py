@@ -1,4 +1,4 @@
-"""modules.notifications without a network: signature, parsing, replay memory, the answers."""
+"""modules.monitoring.notifications without a network: signature, parsing, replay memory, the answers."""
 from __future__ import annotations
 
 import hashlib
@@ -6,9 +6,9 @@ import hashlib
 import pytest
 from prometheus_client import CollectorRegistry
 
-from modules import notifications
-from modules.metrics import SelfMetrics
-from modules.notifications import (MAX_BODY_BYTES, NotificationReceiver, RecentNouces, parse_notification,
+from modules.monitoring import notifications
+from modules.monitoring.metrics import SelfMetrics
+from modules.monitoring.notifications import (MAX_BODY_BYTES, NotificationReceiver, RecentNouces, parse_notification,
                                    signature, signature_ok)
 from sandbox.notifier import sign as sandbox_sign
 

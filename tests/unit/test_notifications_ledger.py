@@ -4,8 +4,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import pytz
 
-from modules.monitor_ledger import Batch, Observation, apply_batch, apply_push
-from modules.monitor_state import NO_PROJECT, MonitorState
+from modules.monitoring.ledger import Batch, Observation, apply_batch, apply_push
+from modules.monitoring.state import NO_PROJECT, MonitorState
 
 TZ = pytz.timezone("Asia/Ho_Chi_Minh")
 T0 = datetime(2025, 8, 8, 7, 0, 0, tzinfo=timezone.utc)

@@ -19,10 +19,10 @@ from prometheus_client.exposition import generate_latest
 
 from config import Settings
 from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeUnavailable
-from modules.metrics import AUTOMATION_FILE, SelfMetrics, StateCollector, read_automation
-from modules.monitor_fetch import Fetcher
-from modules.monitor_ledger import MalformedAnswer, Observation, Summary, apply_batch, apply_push
-from modules.monitor_state import STATE_FILE, FailureEvent, MonitorState
+from modules.monitoring.metrics import AUTOMATION_FILE, SelfMetrics, StateCollector, read_automation
+from modules.monitoring.fetch import Fetcher
+from modules.monitoring.ledger import MalformedAnswer, Observation, Summary, apply_batch, apply_push
+from modules.monitoring.state import STATE_FILE, FailureEvent, MonitorState
 
 REFRESH_SECONDS = 3600.0  # project list + failure re-scan: hourly
 HEALTH_STALE_MIN_SECONDS = 120.0

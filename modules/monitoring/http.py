@@ -13,7 +13,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYP
 
 log = structlog.get_logger("monitor")
 
-from modules.notifications import PATH as NOTIFICATIONS_PATH
+from modules.monitoring.notifications import PATH as NOTIFICATIONS_PATH
 
 INDEX = b"devlake blueprint monitor: /metrics (Prometheus), /healthz (JSON)\n"
 SIGN = re.compile(r"(sign=)[^&\s]*")

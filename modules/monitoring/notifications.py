@@ -35,8 +35,8 @@ from urllib.parse import parse_qs
 import structlog
 
 from modules.api import DevLakeClient, DevLakeError
-from modules.monitor_ledger import MalformedAnswer, Observation
-from modules.monitor_state import FAILURE_STATUSES
+from modules.monitoring.ledger import MalformedAnswer, Observation
+from modules.monitoring.state import FAILURE_STATUSES
 
 PATH = "/notifications"
 MAX_BODY_BYTES = 64 * 1024  # DevLake's bodies are ~250 bytes

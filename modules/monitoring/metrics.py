@@ -16,7 +16,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from modules.monitor_state import ALL_STATUSES, NO_PROJECT
+from modules.monitoring.state import ALL_STATUSES, NO_PROJECT
 
 ERROR_REASONS = ("unreachable", "auth", "http_error", "malformed", "internal")
 AUTOMATION_FILE = "automation_last_run.json"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
-from modules.monitor_state import (FAILURE_STATUSES, FINAL_STATUSES, IN_FLIGHT_STATUSES, NO_PROJECT,
+from modules.monitoring.state import (FAILURE_STATUSES, FINAL_STATUSES, IN_FLIGHT_STATUSES, NO_PROJECT,
                                    FailureEvent, InFlight, MonitorState, ProjectStats, event_key)
 from utils.datetime import parse_devlake_time
 

@@ -18,8 +18,8 @@ leaves the monitor exactly as it was, and the next poll asks again.
 from __future__ import annotations
 
 from modules.api import DevLakeClient, DevLakeNotFound
-from modules.monitor_ledger import Batch, MalformedAnswer, Observation, parse_pipeline
-from modules.monitor_state import FAILURE_STATUSES, IN_FLIGHT_STATUSES, NO_PROJECT
+from modules.monitoring.ledger import Batch, MalformedAnswer, Observation, parse_pipeline
+from modules.monitoring.state import FAILURE_STATUSES, IN_FLIGHT_STATUSES, NO_PROJECT
 
 NEW_PAGE_SIZE = 100   # new pipelines per poll are usually far fewer
 LIST_PAGE_SIZE = 500  # no server maximum (§10); fewer round trips

@@ -84,7 +84,7 @@ def event_key(pipeline_id: int, finished_at_utc: str) -> str:
 
 @dataclass
 class MonitorState:
-    """The monitor's memory. Mutated only by modules.monitor_ledger, under the monitor's lock."""
+    """The monitor's memory. Mutated only by modules.monitoring.ledger, under the monitor's lock."""
 
     watermark: int | None = None  # highest pipeline id ever seen; None before the first poll
     floor: float | None = None  # finishes before this instant are never counted (again)
