@@ -17,9 +17,11 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) scripts/demo.py
 
-## test: the whole test suite (installs promtool/hadolint for the deployment checks when it can)
+## test: lint (ruff), types (mypy), then the whole test suite (installs promtool/hadolint when it can)
 test: $(VENV)/.installed
 	-@bash tests/deploy/install_tools.sh >/dev/null 2>&1 || true
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 ## bench: API-call counts and wall time against the fake DevLake with 20 ms latency; notifications/s

@@ -29,7 +29,7 @@ import os
 import signal
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -61,7 +61,7 @@ def build_client(settings: Settings) -> DevLakeClient:
 def build_monitor(settings: Settings, registry: CollectorRegistry, clock=None) -> Monitor:
     """Client and monitor from settings; `clock` defaults to the real time."""
     return Monitor(build_client(settings), settings, registry,
-                   clock=clock or (lambda: datetime.now(timezone.utc)))
+                   clock=clock or (lambda: datetime.now(UTC)))
 
 
 def build_receiver(settings: Settings, monitor: Monitor) -> NotificationReceiver | None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 import pytz
@@ -205,7 +205,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         plugins=plugins,
         project_name_template=r.convert(
             "PROJECT_NAME_TEMPLATE", "{plugin}/{name}", _parse_template,
-            "a template using only " + ", ".join("{%s}" % f for f in sorted(PROJECT_NAME_FIELDS))),
+            "a template using only " + ", ".join(f"{{{f}}}" for f in sorted(PROJECT_NAME_FIELDS))),
         project_metrics=project_metrics,
         blueprint_cron=r.convert("BLUEPRINT_CRON", None, _parse_cron,
                                  "a 5-field cron, an @-descriptor such as @daily, or manual"),

@@ -21,7 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -37,7 +37,7 @@ from modules.monitoring.monitor import Monitor  # noqa: E402
 from utils.http import make_session  # noqa: E402
 from utils.logging import configure_logging  # noqa: E402
 
-T0 = datetime(2025, 8, 8, 7, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 8, 8, 7, 0, tzinfo=UTC)
 
 
 # -- the fake, in a child process ----------------------------------------------------------------

@@ -38,8 +38,8 @@ import requests  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from blueprint_monitor import build_monitor, build_receiver  # noqa: E402
 from bench.fake_process import FakeHandle  # noqa: E402
+from blueprint_monitor import build_monitor, build_receiver  # noqa: E402
 from config import load_settings  # noqa: E402
 from modules.monitoring.http import MetricsServer  # noqa: E402
 from utils.logging import configure_logging  # noqa: E402
@@ -162,7 +162,8 @@ def report(args, monitor, metrics: str, sent: dict, counted_after: float, scrape
           f"fake DevLake with its senders {sent['cpu'] / sent['elapsed']:.0%} (one process each, one GIL each)")
     print(f"  worker:   every failure counted {counted_after:.2f} s after the burst started "
           f"({counted:.0f} counted by push)")
-    print(f"  /metrics during the burst (every {args.scrape_interval} s): {len(p)} scrapes, median {statistics.median(p) * 1000:.1f} ms, "
+    print(f"  /metrics during the burst (every {args.scrape_interval} s): {len(p)} scrapes, "
+          f"median {statistics.median(p) * 1000:.1f} ms, "
           f"p99 {p[min(len(p) - 1, int(len(p) * 0.99))] * 1000:.1f} ms, max {p[-1] * 1000:.1f} ms")
     checks = {
         "every notification answered 200": sent["codes"] == {200: sent["sent"]},

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from http import HTTPStatus
-from typing import Iterator
 from urllib.parse import quote
 
 import requests

@@ -6,8 +6,8 @@ counted, and the run goes on.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable
 
 import structlog
 
@@ -68,9 +68,10 @@ def _put_rows(ctx: RunContext, conn: Connection, rows: list[dict], action: str, 
     for batch in scopes.batches(rows):
         ids = [scopes.scope_id_of(conn.plugin, r) for r in batch]
         if ctx.dry_run:
-            for row, sid in zip(batch, ids):
+            for row, sid in zip(batch, ids, strict=True):
                 ctx.record("created" if action == "create" else "updated", event,
-                           PlannedChange("scope", action, f"{conn.label} {row.get('fullName') or row.get('name') or sid}",
+                           PlannedChange("scope", action,
+                                         f"{conn.label} {row.get('fullName') or row.get('name') or sid}",
                                          f"scope id {sid}"))
             saved.extend(batch)
             continue
@@ -81,7 +82,7 @@ def _put_rows(ctx: RunContext, conn: Connection, rows: list[dict], action: str, 
             for sid in ids:
                 ctx.record("failed", failure=f"{conn.label} scope {sid}: {exc}")
             continue
-        for sid in ids:
+        for _ in ids:
             ctx.record("created" if action == "create" else "updated", event)
         ctx.log.info(event, scopes=len(batch))
     return saved
@@ -111,7 +112,8 @@ def drive_collection(ctx: RunContext, index: projects.ProjectIndex, created: lis
             break
         _guard(ctx, f"rerun of {project.get('name')}", lambda p=project: collection.rerun_if_failed(ctx, ledger, p))
     if not ctx.dry_run:
-        ledger.keep_only({(p.get("lastPipeline") or {}).get("id") for p in managed_projects} - {None})
+        last_ids = {(p.get("lastPipeline") or {}).get("id") for p in managed_projects}
+        ledger.keep_only({pid for pid in last_ids if isinstance(pid, int)})
         _guard(ctx, "rerun state", ledger.save)
 
 

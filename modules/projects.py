@@ -30,7 +30,7 @@ class ProjectIndex:
     tracked: dict[tuple, int] = field(default_factory=dict)  # scope key -> blueprint id
 
     @classmethod
-    def load(cls, api: DevLakeClient) -> "ProjectIndex":
+    def load(cls, api: DevLakeClient) -> ProjectIndex:
         index = cls()
         for project in api.iter_projects():
             if isinstance(project.get("name"), str):

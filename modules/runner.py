@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import schedule
 import structlog
@@ -36,7 +36,8 @@ def build_client(settings: Settings, dry_run: bool = False) -> DevLakeClient:
 
 
 def run_once(settings: Settings, client: DevLakeClient, now: datetime, *, dry_run: bool = False,
-             stop: threading.Event | None = None, monotonic: Callable[[], float] = time.monotonic) -> tuple[int, RunContext]:
+             stop: threading.Event | None = None,
+             monotonic: Callable[[], float] = time.monotonic) -> tuple[int, RunContext]:
     """One full cycle; returns (exit code, context). 2 when DevLake is unusable before any work."""
     started = monotonic()
     ctx = RunContext(client, settings, now, dry_run=dry_run, stop=stop or threading.Event())

@@ -59,7 +59,7 @@ def scope_id_of(plugin: str, row: dict) -> str | None:
 
 
 def scope_ref(connection: Connection, row: dict) -> ScopeRef:
-    sid = scope_id_of(connection.plugin, row)
+    sid = scope_id_of(connection.plugin, row) or ""  # callers pass rows that have an id
     name = str(row.get("name") or sid)
     full = (row.get("fullName") or row.get("pathWithNamespace") or row.get("slug") or name)
     return ScopeRef(connection, sid, name, str(full))

@@ -21,7 +21,7 @@ class AutoRunner:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fake-devlake-autorun", daemon=True)
 
-    def start(self) -> "AutoRunner":
+    def start(self) -> AutoRunner:
         self._thread.start()
         return self
 

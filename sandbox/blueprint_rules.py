@@ -39,9 +39,9 @@ def coerce_patch(body: dict, *, strict_time: bool) -> dict:
         try:
             out[canon] = _coerce(canon, value, strict_time)
         except ApiError as exc:
-            raise ApiError(status, exc.message)
+            raise ApiError(status, exc.message) from None
         except (ValueError, TypeError, AttributeError) as exc:
-            raise ApiError(status, f"error decoding '{canon}': {exc}")
+            raise ApiError(status, f"error decoding '{canon}': {exc}") from None
     return out
 
 
@@ -113,7 +113,7 @@ def validate_blueprint(state, bp: dict, *, bp_id: int | None) -> None:
         try:
             validate_cron(bp["cronConfig"])
         except ValueError as exc:
-            raise ApiError(400, "invalid cronConfig", causes=[f"{exc} (400)"])
+            raise ApiError(400, "invalid cronConfig", causes=[f"{exc} (400)"]) from None
     if bp["mode"] == "ADVANCED":
         if not bp["plan"]:
             raise ApiError(400, "invalid plan")
@@ -137,7 +137,7 @@ def make_plan(state, bp: dict, *, skip_collectors: bool = False) -> list:
         try:
             state.plugins.connection(plugin, conn["connectionId"])
         except ApiError:
-            raise ApiError(400, f"connection {plugin}:{conn['connectionId']} not found")
+            raise ApiError(400, f"connection {plugin}:{conn['connectionId']} not found") from None
         table = state.plugins.rows(plugin, conn["connectionId"])
         field = SCOPE_ID_FIELD.get(plugin, "id")
         for scope in conn["scopes"]:

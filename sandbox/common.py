@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time.Time as encoding/json prints it
 PENDING_STATUSES = ("TASK_CREATED", "TASK_RERUN", "TASK_RUNNING")  # §9.3 "Pending"
@@ -44,11 +44,11 @@ def fmt_time(dt: datetime | None) -> str | None:
     if dt is None:
         return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    dt = dt.astimezone(timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
+    dt = dt.astimezone(UTC)
     text = dt.strftime("%Y-%m-%dT%H:%M:%S")
     if dt.microsecond:
-        text += (".%06d" % dt.microsecond).rstrip("0")
+        text += f".{dt.microsecond:06d}".rstrip("0")
     return text + "Z"
 
 
@@ -65,8 +65,8 @@ def dumps(obj) -> bytes:
 
 def to_utc(dt: datetime) -> datetime:
     if dt.tzinfo is None:
-        return dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
 
 
 def go_add_months(dt: datetime, months: int) -> datetime:
@@ -94,7 +94,7 @@ def _build(match: re.Match) -> datetime:
     parts = match.groupdict()
     frac, offset = parts.get("frac"), parts.get("off")
     micro = int((frac or ".0")[1:7].ljust(6, "0"))
-    tz = timezone.utc
+    tz = UTC
     if offset and offset != "Z":
         sign = -1 if offset[0] == "-" else 1
         digits = offset[1:].replace(":", "")
@@ -186,7 +186,7 @@ def validate_cron(expr) -> None:
     fields = spec.split()
     if len(fields) != 5:
         raise ValueError(f"expected exactly 5 fields, found {len(fields)}: [{spec}]")
-    for field, (low, high, names) in zip(fields, _BOUNDS):
+    for field, (low, high, names) in zip(fields, _BOUNDS, strict=True):
         _check_cron_field(field, low, high, names)
 
 
@@ -211,7 +211,7 @@ def query_int(query: dict, key: str, default: int, *, empty_body: bool = False) 
     try:
         return int(raw)
     except ValueError:
-        raise ApiError(400, f'strconv.ParseInt: parsing "{raw}": invalid syntax', empty=empty_body)
+        raise ApiError(400, f'strconv.ParseInt: parsing "{raw}": invalid syntax', empty=empty_body) from None
 
 
 def paginate(page: int, page_size: int, default_size: int = 50) -> tuple[int, int]:

@@ -19,14 +19,14 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
 
 from .blueprint_rules import make_plan
 from .common import FINISHED_STATUSES, dumps, to_utc
-from .plugins import INT_ID_PLUGINS, build_scope_data, default_full_name, default_scope_id, scope_id_of
 from .notifier import Notifier
-from .server import App, Fault, FakeServer, RequestRecord
+from .plugins import INT_ID_PLUGINS, build_scope_data, default_full_name, default_scope_id, scope_id_of
+from .server import App, FakeServer, Fault, RequestRecord
 from .state import State
 
 __all__ = ["FakeDevLake", "RequestRecord"]
@@ -66,7 +66,7 @@ class FakeDevLake:
         self._thread.join(timeout=5)
         self._server = self._thread = None
 
-    def __enter__(self) -> "FakeDevLake":
+    def __enter__(self) -> FakeDevLake:
         self.start()
         return self
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from itertools import islice
-from typing import Callable, Iterable
 
 from .common import FINISHED_STATUSES, PENDING_STATUSES, QUEUED_STATUSES, ApiError, dumps, to_utc
 
@@ -69,7 +69,7 @@ class PipelineStore:
         try:
             return self.pipelines[int(pipeline_id)]
         except (KeyError, ValueError, TypeError):
-            raise ApiError(missing_status, "pipeline not found")
+            raise ApiError(missing_status, "pipeline not found") from None
 
     def has_pending(self, blueprint_id: int) -> bool:
         return any(self.pipelines[p]["status"] in PENDING_STATUSES

@@ -115,7 +115,7 @@ class ProjectStore:
         try:
             return self.blueprints[int(bp_id)]
         except (KeyError, ValueError, TypeError):
-            raise ApiError(404, "blueprint not found")
+            raise ApiError(404, "blueprint not found") from None
 
     def create_blueprint(self, body) -> dict:
         """POST /blueprints: strict JSON bind (timeAfter RFC 3339 only, quirk #14)."""

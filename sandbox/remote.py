@@ -30,14 +30,14 @@ def decode_token(token: str) -> tuple[int, int | None]:
         raw = base64.b64decode(token.encode(), validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(400, "failed to decode page token",
-                       causes=["illegal base64 data at input byte 0 (400)"])
+                       causes=["illegal base64 data at input byte 0 (400)"]) from None
     try:
         info = json.loads(raw)
         page = int(info.get("page", 1))
         per_page = info.get("perPage")
         return max(page, 1), (int(per_page) if per_page else None)
     except (ValueError, TypeError, AttributeError):
-        raise ApiError(500, empty=True)  # the helper panics on a bad JSON payload
+        raise ApiError(500, empty=True) from None  # the helper panics on a bad JSON payload
 
 
 class RemoteTree:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import unquote
 
 from .common import ApiError, dumps, error_body
@@ -31,7 +31,7 @@ class Request:
         try:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(status, f"invalid character in JSON body: {exc}")
+            raise ApiError(status, f"invalid character in JSON body: {exc}") from None
 
 
 @dataclass

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from .common import to_utc
 from .pipelines import PipelineStore
@@ -16,7 +16,7 @@ class State:
     """Every read or write of the stores happens under `lock` (one request at a time inside it)."""
 
     def __init__(self, clock: Callable[[], datetime] | None = None, remote_page_size: int = 100):
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.remote_page_size = remote_page_size
         self.lock = threading.RLock()
         self.plugins = PluginStore(self)

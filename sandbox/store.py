@@ -8,8 +8,17 @@ from __future__ import annotations
 from itertools import islice
 
 from .common import ApiError, not_routed, weak_int
-from .plugins import (CONNECTION_DEFAULTS, DEFAULT_METRIC, HELPER_PLUGINS, INT_ID_PLUGINS, METRIC_INFO,
-                      SCOPE_CONFIG_DEFAULTS, SCOPE_ID_FIELD, SEARCH_FIELD, sanitize_connection)
+from .plugins import (
+    CONNECTION_DEFAULTS,
+    DEFAULT_METRIC,
+    HELPER_PLUGINS,
+    INT_ID_PLUGINS,
+    METRIC_INFO,
+    SCOPE_CONFIG_DEFAULTS,
+    SCOPE_ID_FIELD,
+    SEARCH_FIELD,
+    sanitize_connection,
+)
 from .remote import RemoteTree
 
 DUPLICATE_SCOPE_CONFIG = "The name of the current scope config is duplicated. Please modify it before saving."
@@ -218,7 +227,8 @@ class PluginStore:
         conn_id = self.connection(plugin, cid)["id"]
         name = body.get("name")
         if not isinstance(name, str) or not name or len(name) > 255:
-            raise ApiError(400, "Key: 'ScopeConfig.Name' Error:Field validation for 'Name' failed on the 'required' tag")
+            raise ApiError(400, "Key: 'ScopeConfig.Name' Error:Field validation for 'Name' "
+                                "failed on the 'required' tag")
         table = self.configs.setdefault(plugin, {})
         if any(r["name"] == name for r in table.values()):  # unique across connections (§6)
             raise ApiError(500, DUPLICATE_SCOPE_CONFIG)

@@ -13,10 +13,10 @@ the real entry points as subprocesses over HTTP:
 from __future__ import annotations
 
 import os
-from collections import Counter
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def main() -> int:
         fake.run_pending(flaky_outcome)
         if (ROOT / "blueprint_monitor.py").exists():
             banner("5. blueprint_monitor.py --once: failures as Prometheus metrics")
-            run(["blueprint_monitor.py", "--once"], env, show_stdout=30, keep=lambda l: l.startswith(INTERESTING))
+            run(["blueprint_monitor.py", "--once"], env, show_stdout=30, keep=lambda line: line.startswith(INTERESTING))
             print("  (the full exposition also has per-project runs, last success/failure, status and health)")
     print("\nDone. Next: point DEVLAKE_URL at your DevLake, then `python manage_projects.py --doctor`.")
     return 0

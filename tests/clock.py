@@ -1,9 +1,9 @@
 """A test clock: an injectable `now` that moves only when a test says so."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-T0 = datetime(2025, 8, 8, 7, 0, 0, tzinfo=timezone.utc)  # 14:00 in Asia/Ho_Chi_Minh
+T0 = datetime(2025, 8, 8, 7, 0, 0, tzinfo=UTC)  # 14:00 in Asia/Ho_Chi_Minh
 
 
 class Clock:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
@@ -22,7 +22,7 @@ def parse_devlake_time(value: str | None) -> datetime | None:
     parsed = datetime.fromisoformat(text.replace(" ", "T", 1))
     if parsed.tzinfo is None:
         # DevLake reads an offset-less "YYYY-MM-DD HH:MM:SS" as UTC (§1.5).
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed
 
 

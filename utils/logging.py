@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 import structlog
 

@@ -76,7 +76,8 @@ class Fetcher:
         return self.blueprints.get(obs.blueprint_id)
 
     def _refresh_projects(self, out: list[Observation]) -> list[str]:
-        names, mapping = [], {}
+        names: list[str] = []
+        mapping: dict[int, str | None] = {}
         for project in self.client.iter_projects():
             name = project.get("name") if isinstance(project, dict) else None
             if not isinstance(name, str) or not name:

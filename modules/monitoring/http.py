@@ -7,13 +7,14 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import structlog
+
 # 0.0.4: what prometheus_client itself answers a scraper that does not ask for more,
 # and what every Prometheus version parses (our names need no UTF-8 escaping).
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYPE
 
-log = structlog.get_logger("monitor")
-
 from modules.monitoring.notifications import PATH as NOTIFICATIONS_PATH
+
+log = structlog.get_logger("monitor")
 
 INDEX = b"devlake blueprint monitor: /metrics (Prometheus), /healthz (JSON)\n"
 SIGN = re.compile(r"(sign=)[^&\s]*")
@@ -26,6 +27,7 @@ class MetricsServer:
     """
 
     def __init__(self, monitor, addr: str, port: int, receiver=None):
+        self.receiver = receiver
         handler = type("MonitorHandler", (_Handler,), {"monitor": monitor, "receiver": receiver})
         self.httpd = ThreadingHTTPServer((addr, port), handler)
         self.httpd.daemon_threads = True
@@ -35,11 +37,11 @@ class MetricsServer:
     def port(self) -> int:
         return self.httpd.server_address[1]
 
-    def start(self) -> "MetricsServer":
+    def start(self) -> MetricsServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="metrics-http", daemon=True)
         self._thread.start()
-        receiver = self.httpd.RequestHandlerClass.receiver
+        receiver = self.receiver
         log.info("metrics_server_started", addr=self.httpd.server_address[0], port=self.port,
                  endpoints=["/metrics", "/healthz"] + ([NOTIFICATIONS_PATH] if receiver else []))
         return self

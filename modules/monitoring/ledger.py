@@ -19,12 +19,21 @@ The exactly-once rules (README, "How failures are counted"):
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable, Iterable
+from datetime import UTC, datetime
 
-from modules.monitoring.state import (FAILURE_STATUSES, FINAL_STATUSES, IN_FLIGHT_STATUSES, NO_PROJECT,
-                                   FailureEvent, InFlight, MonitorState, ProjectStats, event_key)
+from modules.monitoring.state import (
+    FAILURE_STATUSES,
+    FINAL_STATUSES,
+    IN_FLIGHT_STATUSES,
+    NO_PROJECT,
+    FailureEvent,
+    InFlight,
+    MonitorState,
+    ProjectStats,
+    event_key,
+)
 from utils.datetime import parse_devlake_time
 
 TIME_FAILED_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -64,6 +73,7 @@ def parse_pipeline(raw) -> Observation:
         times = {k: parse_devlake_time(raw.get(k)) for k in ("finishedAt", "beganAt", "createdAt", "updatedAt")}
     except ValueError as exc:
         raise MalformedAnswer(f"pipeline {pid} has a bad timestamp: {exc}") from exc
+    assert isinstance(pid, int) and isinstance(bid, int)  # checked above; tells the type checker
     return Observation(pid, bid, status, times["finishedAt"], times["beganAt"],
                        times["createdAt"], times["updatedAt"])
 
@@ -73,7 +83,7 @@ def _is_int(value) -> bool:
 
 
 def _utc_iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat()
+    return moment.astimezone(UTC).isoformat()
 
 
 @dataclass
@@ -211,9 +221,10 @@ def _note_finish(candidates: dict, obs: Observation, project: str, trusted: bool
 
 def _track(state: MonitorState, obs: Observation, project: str, now: float) -> None:
     entry = state.in_flight.get(obs.pipeline_id)
+    since: float
     if obs.finished_at is None:
-        since = (obs.began_at or obs.created_at)
-        since = since.timestamp() if since else (entry.since if entry else now)
+        start = obs.began_at or obs.created_at
+        since = start.timestamp() if start else (entry.since if entry else now)
     elif entry is not None:
         since = entry.since  # a rerun keeps its old beganAt: keep when we first saw it re-queued
     else:
@@ -237,12 +248,14 @@ def _raise_watermark(state: MonitorState, observations: list[Observation]) -> No
 
 def _count(state: MonitorState, cand: _Candidate, tz, summary: Summary) -> None:
     obs, stats = cand.obs, state.projects[cand.project]
-    fin, key = obs.finished_at.timestamp(), obs.finish_key
+    # candidates are finished pipelines only (_note_finish), so both are set
+    assert obs.finished_at is not None and obs.finish_key is not None
+    fin, key, floor = obs.finished_at.timestamp(), obs.finish_key, state.floor or 0.0
     failed = obs.status in FAILURE_STATUSES
     if key in state.events:
         return
     if not cand.trusted:
-        if fin < state.floor:
+        if fin < floor:
             return
         if not failed and stats.last_finish is not None and fin <= stats.last_finish:
             return
@@ -252,7 +265,7 @@ def _count(state: MonitorState, cand: _Candidate, tz, summary: Summary) -> None:
         stats.failures += 1
         event = FailureEvent(obs.pipeline_id, _utc_iso(obs.finished_at), fin, cand.project,
                              obs.finished_at.astimezone(tz).strftime(TIME_FAILED_FORMAT))
-        if fin >= state.floor:  # older ones would be pruned at once; the floor guards them
+        if fin >= floor:  # older ones would be pruned at once; the floor guards them
             state.events[key] = event
         summary.failures.append(event)
     if newest:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import gzip
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -19,9 +19,9 @@ from prometheus_client.exposition import generate_latest
 
 from config import Settings
 from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeUnavailable
-from modules.monitoring.metrics import AUTOMATION_FILE, SelfMetrics, StateCollector, read_automation
 from modules.monitoring.fetch import Fetcher
 from modules.monitoring.ledger import MalformedAnswer, Observation, Summary, apply_batch, apply_push
+from modules.monitoring.metrics import AUTOMATION_FILE, SelfMetrics, StateCollector, read_automation
 from modules.monitoring.state import STATE_FILE, FailureEvent, MonitorState
 
 REFRESH_SECONDS = 3600.0  # project list + failure re-scan: hourly
@@ -48,7 +48,8 @@ class Monitor:
         self.last_success: float | None = None
         self.last_error: str | None = None
         self._last_refresh: float | None = None
-        self._generation, self._cache = 0, (-1, b"", None)
+        self._generation = 0
+        self._cache: tuple[int, bytes, bytes | None] = (-1, b"", None)
         self._generation_lock = threading.Lock()  # not self.lock: bumping never waits for a scrape
 
     def poll_once(self) -> bool:
@@ -88,7 +89,8 @@ class Monitor:
                 return None
             for obs, project in sightings:
                 if project is not None:
-                    counted += apply_push(self.state, obs, project, tz=self.settings.timezone).failures
+                    pushed = apply_push(self.state, obs, project, tz=self.settings.timezone)
+                    counted += pushed.failures if pushed else []
             self.save()
         self._counted(counted, "push", self.clock().timestamp())
         self.changed()
@@ -175,7 +177,7 @@ class Monitor:
         if compressed and gz is None:
             gz = gzip.compress(body, compresslevel=1)
         self._cache = (generation, body, gz)
-        return gz if compressed else body
+        return gz if compressed and gz is not None else body
 
     def health(self) -> tuple[int, dict]:
         """(HTTP status, body) for /healthz: 200 while the last successful poll is recent."""

@@ -28,8 +28,8 @@ import queue
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 from urllib.parse import parse_qs
 
 import structlog
@@ -156,7 +156,7 @@ class NotificationReceiver:
             return self._refuse("malformed", 400, peer, "body shorter than Content-Length", close=True)
         params = parse_qs(query)
         nouce, sign = params.get("nouce", [None])[0], params.get("sign", [None])[0]
-        if not signature_ok(body, self.secret, nouce, sign):
+        if nouce is None or not signature_ok(body, self.secret, nouce, sign):
             return self._refuse("bad_signature", 401, peer, "missing or bad signature")
         try:
             note = parse_notification(body, nouce)
@@ -193,7 +193,7 @@ class NotificationReceiver:
 
     # -- the worker: fetch, count ----------------------------------------------------------------
 
-    def start(self) -> "NotificationReceiver":
+    def start(self) -> NotificationReceiver:
         self._thread = threading.Thread(target=self._run, name="notifications", daemon=True)
         self._thread.start()
         return self

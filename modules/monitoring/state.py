@@ -120,7 +120,7 @@ class MonitorState:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "MonitorState":
+    def from_dict(cls, data: dict) -> MonitorState:
         """Rebuild from `to_dict()` output; raises ValueError/TypeError/KeyError on a bad shape."""
         if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
             raise ValueError(f"unknown state version {data.get('version') if isinstance(data, dict) else data!r}")
@@ -144,7 +144,7 @@ class MonitorState:
         self.dirty = False
 
     @classmethod
-    def load(cls, path: Path) -> "MonitorState":
+    def load(cls, path: Path) -> MonitorState:
         """The saved state, or a fresh one when the file is missing or unreadable (moved aside)."""
         try:
             data = read_json(path, None)

@@ -166,7 +166,7 @@ def substitute_grafana_variables(expr: str, variables: dict[str, str] | None = N
     for name, value in sorted(GRAFANA_VARIABLES.items(), key=lambda kv: -len(kv[0])):
         expr = expr.replace(name, value)
     for name, value in (variables or {}).items():
-        expr = expr.replace("${%s}" % name, value).replace("$" + name, value)
+        expr = expr.replace("${" + name + "}", value).replace("$" + name, value)
     return expr
 
 

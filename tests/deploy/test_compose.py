@@ -8,10 +8,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from deploy_support import DEPLOY_TESTS, ROOT, compose_command, load_yaml, run
 
 from config import load_settings
 from modules.monitoring.notifications import PATH as NOTIFICATIONS_PATH
-from deploy_support import DEPLOY_TESTS, ROOT, compose_command, load_yaml, run
 
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"

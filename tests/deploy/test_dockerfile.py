@@ -9,7 +9,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from deploy_support import ROOT, free_port, python, require_tool, run
 
 DOCKERFILE = ROOT / "Dockerfile"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from deploy_support import ROOT
 
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".pytest_cache", "state", "results"}

@@ -5,9 +5,20 @@ import re
 
 import pytest
 import yaml
-
-from deploy_support import (DATASOURCE_UID, GRAFANA_DIR, GRAFANA_RULES, PROMETHEUS_DIR, ROOT, dashboards,
-                            grafana_rules, iter_panels, load_yaml, prometheus_rules, require_tool, run)
+from deploy_support import (
+    DATASOURCE_UID,
+    GRAFANA_DIR,
+    GRAFANA_RULES,
+    PROMETHEUS_DIR,
+    ROOT,
+    dashboards,
+    grafana_rules,
+    iter_panels,
+    load_yaml,
+    prometheus_rules,
+    require_tool,
+    run,
+)
 
 PROJECT_ALERTS_LABEL = "{{ $labels.project_name }}"
 THRESHOLD_OPS = {"gt": ">", "lt": "<"}

@@ -4,9 +4,17 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from deploy_support import (HIGH_CARDINALITY, MONITOR_JOB, PROMETHEUS_DIR, ROOT, load_yaml, metric_names,
-                            prometheus_rules, require_tool, run)
+from deploy_support import (
+    HIGH_CARDINALITY,
+    MONITOR_JOB,
+    PROMETHEUS_DIR,
+    ROOT,
+    load_yaml,
+    metric_names,
+    prometheus_rules,
+    require_tool,
+    run,
+)
 
 ALERTS = PROMETHEUS_DIR / "alerts.yml"
 CONFIG = PROMETHEUS_DIR / "prometheus.yml"
@@ -82,4 +90,4 @@ def test_scrape_config_targets_the_compose_monitor():
     assert targets == ["devlake-monitor:9100"]
     compose = load_yaml(ROOT / "docker-compose.yml")
     assert "devlake-monitor" in compose["services"]
-    assert 'job="%s"' % MONITOR_JOB in ALERTS.read_text()
+    assert f'job="{MONITOR_JOB}"' in ALERTS.read_text()

@@ -2,13 +2,24 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from deploy_support import (CONTRACT_METRICS, HIGH_CARDINALITY, PROMETHEUS_SYNTHETIC, ROOT, contract_sample_names,
-                            dashboard_expressions, dashboard_variable_metrics, grafana_rule_expressions, metric_names,
-                            prometheus_rule_expressions, promtool_check_expressions, python, run)
+from deploy_support import (
+    CONTRACT_METRICS,
+    HIGH_CARDINALITY,
+    PROMETHEUS_SYNTHETIC,
+    ROOT,
+    contract_sample_names,
+    dashboard_expressions,
+    dashboard_variable_metrics,
+    grafana_rule_expressions,
+    metric_names,
+    prometheus_rule_expressions,
+    promtool_check_expressions,
+    python,
+    run,
+)
 
 ALL_EXPRESSIONS = dashboard_expressions() + grafana_rule_expressions() + prometheus_rule_expressions()
 
@@ -92,7 +103,7 @@ def real_exposition(tmp_path_factory) -> str:
         # The automation's last-run file is what the monitor exposes as devlake_automation_*.
         automation = run([python(), "manage_projects.py", "--once"], timeout=60, cwd=ROOT, env=env)
         assert automation.returncode == 0, automation.stderr
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         api = fake.add_project("github/api")
         web = fake.add_project("github/web")
         fake.add_pipeline(api, "TASK_COMPLETED", finished_at=now - timedelta(hours=3))

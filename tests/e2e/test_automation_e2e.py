@@ -1,7 +1,7 @@
 """End-to-end: the real automation run against the in-process fake DevLake over real HTTP."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytz
@@ -16,12 +16,12 @@ from utils.http import make_session
 VN = pytz.timezone("Asia/Ho_Chi_Minh")
 NOW = VN.localize(datetime(2026, 11, 25, 18, 0))            # a Wednesday
 TARGET = "2026-11-21T00:00:00+07:00"                         # the previous Saturday
-TARGET_UTC = datetime(2026, 11, 20, 17, 0, tzinfo=timezone.utc)
+TARGET_UTC = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 def fake():
-    with FakeDevLake(clock=lambda: NOW.astimezone(timezone.utc)) as server:
+    with FakeDevLake(clock=lambda: NOW.astimezone(UTC)) as server:
         yield server
 
 

@@ -5,7 +5,7 @@ import hashlib
 import json
 import re
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,7 +16,7 @@ from sandbox.fake_devlake import FakeDevLake
 from sandbox.notifier import go_json
 
 SECRET = "s3cret"
-T0 = datetime(2025, 8, 8, 7, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 8, 8, 7, 0, 0, tzinfo=UTC)
 
 
 class Sink:

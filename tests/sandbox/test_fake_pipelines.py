@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -72,7 +72,7 @@ def test_blueprint_list_filters_and_order(fake, http):
 
 def test_trigger_rules(fake, http, jira):
     bp = fake.add_project("p", scopes=[("jira", jira, "1")], labels=["x"],
-                          time_after=datetime(2024, 1, 1, tzinfo=timezone.utc))
+                          time_after=datetime(2024, 1, 1, tzinfo=UTC))
     first = http.post(f"/blueprints/{bp}/trigger", json={"skipCollectors": False, "fullSync": False})
     assert first.status_code == 200
     pipeline = first.json()

@@ -1,8 +1,15 @@
 import pytest
 import requests
 
-from modules.api import (DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeNotFound,
-                         DevLakeUnavailable, DryRunViolation, enc)
+from modules.api import (
+    DevLakeAuthError,
+    DevLakeClient,
+    DevLakeError,
+    DevLakeNotFound,
+    DevLakeUnavailable,
+    DryRunViolation,
+    enc,
+)
 from utils.http import make_session
 
 BASE = "http://devlake.test"

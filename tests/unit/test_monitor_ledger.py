@@ -1,5 +1,5 @@
 """The exactly-once rules of modules.monitoring.ledger, without HTTP."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytz
@@ -8,7 +8,7 @@ from modules.monitoring.ledger import Batch, MalformedAnswer, Observation, apply
 from modules.monitoring.state import NO_PROJECT, MonitorState
 
 TZ = pytz.timezone("Asia/Ho_Chi_Minh")
-T0 = datetime(2025, 8, 8, 7, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 8, 8, 7, 0, 0, tzinfo=UTC)
 HOUR = 3600.0
 PROJECTS = {1: "github/a", 2: "github/b"}
 
@@ -51,7 +51,7 @@ def test_first_start_counts_only_failures_within_the_lookback():
 
 
 def test_new_failure_gets_the_time_failed_label_in_the_timezone(state):
-    fin = datetime(2025, 8, 8, 7, 6, 6, 123000, tzinfo=timezone.utc)
+    fin = datetime(2025, 8, 8, 7, 6, 6, 123000, tzinfo=UTC)
     summary = apply(state, [ob(11, "TASK_FAILED", fin=fin)], 10)
     (event,) = summary.failures
     assert (event.project, event.time_failed) == ("github/a", "2025-08-08 14:06:06")

@@ -261,5 +261,5 @@ def test_state_is_saved_only_when_something_changed(tmp_path, clock, lake):
     lake.add_pipeline(bp, "TASK_FAILED", finished_at=clock.now)
     monitor.poll_once()
     saved = json.loads(path.read_text())
-    assert [dict(zip(saved["event_fields"], row))["project"] for row in saved["events"]] == ["github/a"]
+    assert [dict(zip(saved["event_fields"], row, strict=True))["project"] for row in saved["events"]] == ["github/a"]
     assert before <= path.stat().st_mtime_ns

@@ -8,8 +8,14 @@ from prometheus_client import CollectorRegistry
 
 from modules.monitoring import notifications
 from modules.monitoring.metrics import SelfMetrics
-from modules.monitoring.notifications import (MAX_BODY_BYTES, NotificationReceiver, RecentNouces, parse_notification,
-                                   signature, signature_ok)
+from modules.monitoring.notifications import (
+    MAX_BODY_BYTES,
+    NotificationReceiver,
+    RecentNouces,
+    parse_notification,
+    signature,
+    signature_ok,
+)
 from sandbox.notifier import sign as sandbox_sign
 
 BODY = (b'{"ProjectName":"github/a","PipelineID":7,"CreatedAt":"2025-08-08T06:50:00Z",'

@@ -1,5 +1,5 @@
 """apply_push with apply_batch: a failure seen by a notification and by the poller counts once."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytz
@@ -8,7 +8,7 @@ from modules.monitoring.ledger import Batch, Observation, apply_batch, apply_pus
 from modules.monitoring.state import NO_PROJECT, MonitorState
 
 TZ = pytz.timezone("Asia/Ho_Chi_Minh")
-T0 = datetime(2025, 8, 8, 7, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 8, 8, 7, 0, 0, tzinfo=UTC)
 HOUR = 3600.0
 PROJECTS = {1: "github/a", 2: "github/b"}
 

@@ -1,16 +1,16 @@
 import json
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from modules.context import RunSummary
 from modules.runner import heartbeat_fresh, touch_heartbeat, write_last_run
 
 
 def test_last_run_keeps_the_last_success_through_a_partial_run(tmp_path):
-    ok_at = datetime(2026, 11, 21, 11, 0, tzinfo=timezone.utc)
+    ok_at = datetime(2026, 11, 21, 11, 0, tzinfo=UTC)
     write_last_run(tmp_path, 0, RunSummary(created=3, unchanged=7), 1.5, ok_at)
-    later = datetime(2026, 11, 22, 11, 0, tzinfo=timezone.utc)
+    later = datetime(2026, 11, 22, 11, 0, tzinfo=UTC)
     write_last_run(tmp_path, 1, RunSummary(created=1, failed=2), 2.0, later)
     data = json.loads((tmp_path / "automation_last_run.json").read_text())
     assert data["outcome"] == "partial" and data["exit_code"] == 1
@@ -20,7 +20,7 @@ def test_last_run_keeps_the_last_success_through_a_partial_run(tmp_path):
 
 
 def test_unusable_run_is_recorded_as_failed(tmp_path):
-    write_last_run(tmp_path, 2, RunSummary(), 0.1, datetime(2026, 11, 22, tzinfo=timezone.utc))
+    write_last_run(tmp_path, 2, RunSummary(), 0.1, datetime(2026, 11, 22, tzinfo=UTC))
     data = json.loads((tmp_path / "automation_last_run.json").read_text())
     assert data["outcome"] == "failed" and data["last_success_epoch"] is None
 

@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytz
@@ -25,7 +25,7 @@ def test_previous_saturday_uses_the_local_date(local_day, expected):
 
 def test_previous_saturday_from_a_utc_clock_near_midnight():
     # 2026-11-28 17:30 UTC is already Sunday 00:30 in Vietnam: the target is that Saturday.
-    now = datetime(2026, 11, 28, 17, 30, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 28, 17, 30, tzinfo=UTC)
     assert format_devlake_time(previous_saturday(now, VN)) == "2026-11-28T00:00:00+07:00"
 
 
@@ -41,7 +41,7 @@ def test_format_is_what_every_devlake_endpoint_accepts():
     "2026-11-20 17:00:00", "2026-11-20T17:00:00.5-00:00",
 ])
 def test_parse_compares_instants_not_strings(text):
-    expected = datetime(2026, 11, 20, 17, 0, tzinfo=timezone.utc)
+    expected = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
     assert abs(parse_devlake_time(text) - expected) <= timedelta(seconds=1)
 
 
@@ -56,6 +56,6 @@ def test_parse_rejects_garbage():
 def test_time_after_change_never_moves_earlier():
     target = VN.localize(datetime(2026, 11, 21))
     assert time_after_change(None, target) == "set"
-    assert time_after_change(target.astimezone(timezone.utc), target) == "unchanged"
+    assert time_after_change(target.astimezone(UTC), target) == "unchanged"
     assert time_after_change(target - timedelta(days=7), target) == "set"
     assert time_after_change(target + timedelta(days=1), target) == "keep_later"
