@@ -26,6 +26,13 @@ PROJECT_NAME_FIELDS = {"plugin", "name", "full_name", "connection_id", "connecti
 DOMAIN_TYPES = {"CODE", "TICKET", "CODEREVIEW", "CROSS", "CICD", "CODEQUALITY"}
 LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
 ENV_PREFIX_HINT = "see README.md, section Configuration"
+MINUTES_PER_DAY = 24 * 60
+# 22:00-06:00 in TIMEZONE: after the 18:00 daily run has had four hours for its budgeted first
+# collections and reruns, and finished before the working day (README: "Collection at scale").
+DEFAULT_COLLECTION_WINDOW = "22:00-06:00"
+# How many pending pipelines (queued or running, all of DevLake) the daemon lets its own triggers
+# reach; README explains the choice.
+DEFAULT_MAX_PENDING_PIPELINES = 10
 
 
 class ConfigError(Exception):
@@ -42,6 +49,38 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class CollectionWindow:
+    """A daily period in minutes of the local day; `end <= start` means it crosses midnight."""
+
+    start: int  # minute of the day, 0..1439
+    end: int    # minute of the day, 1..1440 (24:00 is allowed as an end)
+
+    @property
+    def minutes(self) -> int:
+        """Length in minutes, 1..1440."""
+        return (self.end - self.start) % MINUTES_PER_DAY or MINUTES_PER_DAY
+
+    def __str__(self) -> str:
+        return f"{_hhmm(self.start)}-{_hhmm(self.end)}"
+
+    @classmethod
+    def parse(cls, value: str) -> CollectionWindow:
+        """`HH:MM-HH:MM`; the end may be `24:00`; a zero-length window is a ValueError."""
+        match = re.fullmatch(r"(\d\d):(\d\d)\s*-\s*(\d\d):(\d\d)", value)
+        if not match:
+            raise ValueError(value)
+        h1, m1, h2, m2 = (int(g) for g in match.groups())
+        start, end = h1 * 60 + m1, h2 * 60 + m2
+        if h1 > 23 or m1 > 59 or m2 > 59 or end > MINUTES_PER_DAY or start == end:
+            raise ValueError(value)
+        return cls(start, end)
+
+
+def _hhmm(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+@dataclass(frozen=True)
 class Settings:
     devlake_url: str
     api_key: str | None = field(default=None, repr=False)
@@ -51,6 +90,14 @@ class Settings:
     project_name_template: str = "{plugin}/{name}"
     project_metrics: tuple[str, ...] = ("dora",)
     blueprint_cron: str | None = None
+    # Managed blueprints' daily start minutes are spread over this window (in `timezone`) and
+    # converted to `devlake_timezone`, where DevLake evaluates cronConfig.
+    collection_window: CollectionWindow = field(
+        default_factory=lambda: CollectionWindow.parse(DEFAULT_COLLECTION_WINDOW))
+    devlake_timezone: pytz.BaseTzInfo = field(default_factory=lambda: pytz.utc)
+    # Triggers (first collections, reruns) start only while DevLake's pending pipelines stay below
+    # this; 0 means the daemon starts none and leaves all to the crons.
+    max_pending_pipelines: int = DEFAULT_MAX_PENDING_PIPELINES
     trigger_new_blueprints: bool = True
     max_reruns: int = 1
     scope_config_entities: tuple[str, ...] | None = None
@@ -86,7 +133,7 @@ class Settings:
             value = getattr(self, name)
             if name in ("api_key", "notification_secret"):
                 value = "***" if value else None
-            elif isinstance(value, (Path, pytz.BaseTzInfo)):
+            elif isinstance(value, (Path, pytz.BaseTzInfo, CollectionWindow)):
                 value = str(value)
             out[name] = value
         return out
@@ -209,6 +256,14 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         project_metrics=project_metrics,
         blueprint_cron=r.convert("BLUEPRINT_CRON", None, _parse_cron,
                                  "a 5-field cron, an @-descriptor such as @daily, or manual"),
+        collection_window=r.convert(
+            "COLLECTION_WINDOW", CollectionWindow.parse(DEFAULT_COLLECTION_WINDOW), CollectionWindow.parse,
+            "HH:MM-HH:MM in TIMEZONE, not empty (it may cross midnight, e.g. 22:00-06:00)"),
+        # DevLake's cron runs in UTC (backend/server/services/init.go: cron.WithLocation(time.UTC));
+        # only a patched DevLake needs another value here.
+        devlake_timezone=r.convert("DEVLAKE_TIMEZONE", pytz.utc, pytz.timezone,
+                                   "an IANA time zone such as UTC"),
+        max_pending_pipelines=r.number("MAX_PENDING_PIPELINES", DEFAULT_MAX_PENDING_PIPELINES, int, 0),
         trigger_new_blueprints=r.boolean("TRIGGER_NEW_BLUEPRINTS", True),
         max_reruns=r.number("MAX_RERUNS", 1, int, 0),
         scope_config_entities=r.convert(

@@ -69,3 +69,46 @@ def test_values_are_converted_to_real_types():
 def test_url_with_query_is_rejected():
     with pytest.raises(ConfigError, match="query"):
         load_settings({"DEVLAKE_URL": "http://d:8080/?x=1"})
+
+
+def test_collection_settings_defaults():
+    s = load_settings({"DEVLAKE_URL": "http://d:8080"})
+    assert str(s.collection_window) == "22:00-06:00" and s.collection_window.minutes == 480
+    assert str(s.devlake_timezone) == "UTC"
+    assert s.max_pending_pipelines == 10
+    assert s.redacted()["collection_window"] == "22:00-06:00"
+
+
+@pytest.mark.parametrize("text, start, end, minutes", [
+    ("22:00-04:00", 1320, 240, 360),      # crosses midnight
+    ("01:30-02:00", 90, 120, 30),
+    ("00:00-24:00", 0, 1440, 1440),       # the whole day
+    ("18:00 - 24:00", 1080, 1440, 360),
+    ("23:59-00:00", 1439, 0, 1),
+])
+def test_collection_window_parses(text, start, end, minutes):
+    s = load_settings({"DEVLAKE_URL": "http://d:8080", "COLLECTION_WINDOW": text})
+    window = s.collection_window
+    assert (window.start, window.end, window.minutes) == (start, end, minutes)
+
+
+def test_collection_settings_are_validated_together():
+    with pytest.raises(ConfigError) as info:
+        load_settings({"DEVLAKE_URL": "http://d:8080", "COLLECTION_WINDOW": "02:00-02:00",
+                       "DEVLAKE_TIMEZONE": "Mars/Base", "MAX_PENDING_PIPELINES": "-1"})
+    text = info.value.render()
+    assert len(info.value.problems) == 3
+    for name in ("COLLECTION_WINDOW", "DEVLAKE_TIMEZONE", "MAX_PENDING_PIPELINES"):
+        assert name in text
+
+
+@pytest.mark.parametrize("text", ["22-04", "24:00-01:00", "10:60-11:00", "10:00-24:01", "10:00", "00:00-00:00"])
+def test_bad_collection_windows(text):
+    with pytest.raises(ConfigError, match="COLLECTION_WINDOW"):
+        load_settings({"DEVLAKE_URL": "http://d:8080", "COLLECTION_WINDOW": text})
+
+
+def test_max_pending_zero_and_other_zone():
+    s = load_settings({"DEVLAKE_URL": "http://d:8080", "MAX_PENDING_PIPELINES": "0",
+                       "DEVLAKE_TIMEZONE": "America/New_York"})
+    assert s.max_pending_pipelines == 0 and str(s.devlake_timezone) == "America/New_York"
