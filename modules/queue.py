@@ -1,0 +1,74 @@
+"""DevLake's pipeline queue as the daemon sees it: how full it is, and which triggers fit.
+
+DevLake runs pipelines from one queue with PIPELINE_MAX_PARALLEL at a time (devlake-api.md §9.5),
+so the daemon starts its own collections (first collections, reruns) only while the queue holds
+fewer than MAX_PENDING_PIPELINES; the rest start at their cron minute or on a later run.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from modules.api import DevLakeClient, DevLakeError
+
+# Everything DevLake still has to run or is running. `dequeuePipeline` takes TASK_CREATED,
+# TASK_RERUN and TASK_RESUME (backend/server/services/pipeline.go); `?pending=1` would miss
+# reruns (their old finishedAt is kept, §0 #16) and TASK_RESUME (§9.3), so each is counted.
+QUEUE_STATUSES = ("TASK_CREATED", "TASK_RERUN", "TASK_RUNNING", "TASK_RESUME")
+
+
+def read_pending(api: DevLakeClient) -> dict[str, int]:
+    """Pipelines per pending status, from `count` of `GET /pipelines?status=X&pageSize=1` (§9.1).
+
+    Four small GETs whatever the queue's size. Raises DevLakeError on an answer without an
+    integer `count`: a budget must not be computed from a guess.
+    """
+    counts = {}
+    for status in QUEUE_STATUSES:
+        body = api.get("/pipelines", status=status, page=1, pageSize=1)
+        count = body.get("count") if isinstance(body, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise DevLakeError("answer has no integer 'count'", method="GET", path="/pipelines")
+        counts[status] = count
+    return counts
+
+
+def budget_for_triggers(pending_count: int, max_pending: int) -> int:
+    """How many pipelines the daemon may start now: what keeps pending below `max_pending`.
+
+    0 when the queue is already at or over the budget; `max_pending` 0 means none ever.
+    """
+    return max(0, max_pending - max(0, pending_count))
+
+
+@dataclass(frozen=True)
+class TriggerRequest:
+    """A collection the daemon wants to start: a blueprint's first ("first"), or a rerun of a
+    failed pipeline ("rerun")."""
+
+    kind: Literal["first", "rerun"]
+    blueprint_id: int
+    project: str = ""
+    pipeline_id: int | None = None  # the failed pipeline, for reruns
+
+    def sort_key(self) -> tuple:
+        # Blueprints that never collected come first (they have no data at all), oldest
+        # blueprint first; then reruns, oldest failed pipeline first. Ids grow with time.
+        if self.kind == "first":
+            return (0, self.blueprint_id, 0)
+        return (1, self.pipeline_id or 0, self.blueprint_id)
+
+
+def select_triggers(requests: Iterable[TriggerRequest], budget: int
+                    ) -> tuple[list[TriggerRequest], list[TriggerRequest]]:
+    """(start now, deferred): the first `budget` requests in priority order, and the rest."""
+    ordered = sorted(requests, key=TriggerRequest.sort_key)
+    budget = max(0, budget)
+    return ordered[:budget], ordered[budget:]
+
+
+def never_collected(project: dict) -> bool:
+    """A project from `GET /projects` whose blueprint has no pipeline at all (§7: the list
+    carries `lastPipeline`, omitted when there is none): its first collection is still due."""
+    return isinstance(project.get("blueprint"), dict) and not project.get("lastPipeline")
