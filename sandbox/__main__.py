@@ -20,6 +20,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY` on /rest/...")
     parser.add_argument("--auto-run-seconds", type=float, default=2.0,
                         help="finish queued pipelines after this many seconds; 0 disables (default 2)")
+    parser.add_argument("--max-parallel", type=int, default=0,
+                        help="like DevLake's PIPELINE_MAX_PARALLEL: pipelines running at once, 0 = no limit "
+                             "(default 0: every queued pipeline finishes after --auto-run-seconds)")
     return parser.parse_args(argv)
 
 
@@ -27,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     fake = FakeDevLake(latency=args.latency, api_key=args.api_key)
     load_sample_data(fake)
+    fake.max_parallel = args.max_parallel
     try:
         url = fake.start(args.host, args.port)
     except OSError as exc:

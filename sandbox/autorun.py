@@ -13,7 +13,8 @@ def flaky_outcome(pipeline: dict) -> str:
 
 
 class AutoRunner:
-    """Finishes each queued pipeline `seconds` after it entered the queue."""
+    """Finishes each queued pipeline `seconds` after it entered the queue; with the fake's
+    `max_parallel` set, runs at most that many at once, each for `seconds` (DevLake's queue)."""
 
     def __init__(self, fake: FakeDevLake, seconds: float):
         self.fake = fake
@@ -32,4 +33,8 @@ class AutoRunner:
     def _loop(self) -> None:
         tick = max(0.05, min(0.5, self.seconds / 4))
         while not self._stop.wait(tick):
-            self.fake.run_pending(flaky_outcome, older_than=self.seconds)
+            if self.fake.max_parallel > 0:
+                # PIPELINE_MAX_PARALLEL: at most that many run, each for `seconds`
+                self.fake.queue_step(flaky_outcome, min_run_seconds=self.seconds)
+            else:
+                self.fake.run_pending(flaky_outcome, older_than=self.seconds)

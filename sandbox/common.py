@@ -12,6 +12,10 @@ from datetime import UTC, datetime, timedelta, timezone
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time.Time as encoding/json prints it
 PENDING_STATUSES = ("TASK_CREATED", "TASK_RERUN", "TASK_RUNNING")  # §9.3 "Pending"
 QUEUED_STATUSES = ("TASK_CREATED", "TASK_RERUN")
+# What dequeuePipeline takes (backend/server/services/pipeline.go): queued, rerun or resumed.
+WAITING_STATUSES = ("TASK_CREATED", "TASK_RERUN", "TASK_RESUME")
+# Everything in DevLake's queue, waiting or running: what the daemon's budget counts (§9.5).
+IN_QUEUE_STATUSES = ("TASK_CREATED", "TASK_RERUN", "TASK_RUNNING", "TASK_RESUME")
 FINISHED_STATUSES = ("TASK_PARTIAL", "TASK_CANCELLED", "TASK_FAILED", "TASK_COMPLETED")
 SUCCESS_BODY = {"code": 0, "success": True, "message": "success", "causes": None, "data": None}
 
@@ -188,6 +192,46 @@ def validate_cron(expr) -> None:
         raise ValueError(f"expected exactly 5 fields, found {len(fields)}: [{spec}]")
     for field, (low, high, names) in zip(fields, _BOUNDS, strict=True):
         _check_cron_field(field, low, high, names)
+
+
+_DESCRIPTOR_SPECS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+                     "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+                     "@hourly": "0 * * * *"}
+
+
+def _field_values(field: str, low: int, high: int, names: dict) -> set[int]:
+    values: set[int] = set()
+    for item in field.split(","):
+        rng, _, step_text = item.partition("/")
+        step = int(step_text) if step_text else 1
+        if rng in ("*", "?"):
+            start, end = low, high
+        else:
+            start_text, _, end_text = rng.partition("-")
+            start = _cron_value(start_text, names)
+            end = _cron_value(end_text, names) if end_text else (high if step_text else start)
+        values.update(range(start, end + 1, step))
+    return values
+
+
+def cron_matches(expr: str, at: datetime) -> bool:
+    """Does robfig/cron fire `expr` in the minute `at` (read in UTC, as DevLake's scheduler does,
+    backend/server/services/init.go)? Day of month and day of week: if either is `*`, both must
+    match; if both are restricted, either may (robfig/cron spec.go `dayMatches`). `@every` and
+    `TZ=` specs are not simulated (False)."""
+    spec = _DESCRIPTOR_SPECS.get(expr.strip(), expr.strip())
+    fields = spec.split()
+    if len(fields) != 5 or spec.startswith(("@", "TZ=", "CRON_TZ=")):
+        return False
+    at = to_utc(at)
+    minute, hour, dom, month, dow = (_field_values(f, low, high, names)
+                                     for f, (low, high, names) in zip(fields, _BOUNDS, strict=True))
+    if at.minute not in minute or at.hour not in hour or at.month not in month:
+        return False
+    dom_ok, dow_ok = at.day in dom, (at.isoweekday() % 7) in dow
+    if fields[2] in ("*", "?") or fields[4] in ("*", "?"):
+        return dom_ok and dow_ok
+    return dom_ok or dow_ok
 
 
 # --- misc -------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from .blueprint_rules import make_plan
-from .common import FINISHED_STATUSES, dumps, to_utc
+from .common import FINISHED_STATUSES, ApiError, cron_matches, dumps, to_utc
 from .notifier import Notifier
 from .plugins import INT_ID_PLUGINS, build_scope_data, default_full_name, default_scope_id, scope_id_of
 from .server import App, FakeServer, Fault, RequestRecord
@@ -213,8 +213,9 @@ class FakeDevLake:
                 labels=bp["labels"] if bp else (), time_after=bp["timeAfter"] if bp else None,
                 skip_on_fail=bp["skipOnFail"] if bp else False, created_at=created, check_pending=False)
             if status != "TASK_CREATED":
-                if status == "TASK_RERUN":
+                if status in ("TASK_RERUN", "TASK_RESUME"):
                     pipeline["status"] = status
+                    state.pipelines.track(pipeline)
                 else:
                     state.pipelines.set_status(pipeline["id"], status, finished_at=finished_at, began_at=began_at)
                     pipeline["updatedAt"] = to_utc(finished_at) if finished_at else pipeline["updatedAt"]
@@ -230,6 +231,58 @@ class FakeDevLake:
         (default TASK_COMPLETED). Returns the ids it finished."""
         with self._state.lock:
             return self._state.pipelines.run_pending(outcome, older_than=older_than)
+
+    # --- the queue (§9.5) ----------------------------------------------------------------------
+
+    @property
+    def max_parallel(self) -> int:
+        """DevLake's PIPELINE_MAX_PARALLEL for `queue_step`: running pipelines at once, 0 = no limit."""
+        return self._state.pipelines.max_parallel
+
+    @max_parallel.setter
+    def max_parallel(self, value: int) -> None:
+        with self._state.lock:
+            self._state.pipelines.max_parallel = int(value)
+
+    def queue_step(self, outcome: Callable[[dict], str] | None = None, *,
+                   min_run_seconds: float | None = None) -> tuple[list[int], list[int]]:
+        """One turn of DevLake's runner: running pipelines finish with `outcome(pipeline)` (default
+        TASK_COMPLETED), then up to `max_parallel` waiting ones start (priority, then id).
+        Returns (finished ids, started ids)."""
+        with self._state.lock:
+            return self._state.pipelines.queue_step(outcome, min_run_seconds=min_run_seconds)
+
+    def pending_count(self) -> int:
+        """Pipelines in the queue now: TASK_CREATED, TASK_RERUN, TASK_RUNNING, TASK_RESUME."""
+        with self._state.lock:
+            return len(self._state.pipelines.in_queue)
+
+    @property
+    def max_pending_seen(self) -> int:
+        """The most pipelines ever in the queue at once, since the last `reset_max_pending()`."""
+        return self._state.pipelines.max_in_queue
+
+    def reset_max_pending(self) -> None:
+        """Start a new high-water mark at the current queue length."""
+        with self._state.lock:
+            self._state.pipelines.reset_max_in_queue()
+
+    def fire_crons(self, at: datetime) -> list[int]:
+        """DevLake's scheduler at the minute `at` (UTC, backend/server/services/init.go): every
+        enabled, non-manual blueprint whose cronConfig fires then gets a pipeline, except one that
+        still has a pending pipeline (createPipelineByBlueprint refuses, §9.5). Returns the new ids."""
+        with self._state.lock:
+            created = []
+            for bp in list(self._state.projects.blueprints.values()):
+                if not bp["enable"] or bp["isManual"] or not cron_matches(bp["cronConfig"], at):
+                    continue
+                if self._state.pipelines.has_pending(bp["id"]):
+                    continue
+                try:
+                    created.append(self._state.projects.trigger(bp["id"], {})["id"])
+                except ApiError:
+                    continue  # e.g. "no task to run": DevLake logs it and goes on
+            return created
 
     def delete_project(self, name: str) -> None:
         with self._state.lock:

@@ -8,7 +8,16 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from itertools import islice
 
-from .common import FINISHED_STATUSES, PENDING_STATUSES, QUEUED_STATUSES, ApiError, dumps, to_utc
+from .common import (
+    FINISHED_STATUSES,
+    IN_QUEUE_STATUSES,
+    PENDING_STATUSES,
+    QUEUED_STATUSES,
+    WAITING_STATUSES,
+    ApiError,
+    dumps,
+    to_utc,
+)
 
 FAILURE_MESSAGE = "subtask collectApiPullRequests ended unexpectedly"
 FAILURE_ERROR_NAME = ("Error running pipeline 1.\n\tcaused by: Error running task 1.\n\tcaused by: "
@@ -22,6 +31,11 @@ class PipelineStore:
         self.tasks: dict[int, list[dict]] = {}  # every attempt, oldest first
         self.by_blueprint: dict[int, list[int]] = {}
         self.queued_at: dict[int, float] = {}  # monotonic time a pipeline (re)entered the queue
+        self.running_since: dict[int, float] = {}  # monotonic time queue_step started it
+        # PIPELINE_MAX_PARALLEL (§9.5): how many pipelines queue_step runs at once; 0 = no limit.
+        self.max_parallel = 0
+        self.in_queue: set[int] = set()  # ids in IN_QUEUE_STATUSES, kept by track()
+        self.max_in_queue = 0  # the most ever in the queue at once, since reset_max_in_queue()
         self._seq = 0
         self._task_seq = 0
 
@@ -51,6 +65,7 @@ class PipelineStore:
         self.tasks[pipeline["id"]] = [self._new_task(pipeline, r, c, t, status) for r, c, t in cells]
         if status in QUEUED_STATUSES:
             self.queued_at[pipeline["id"]] = time.monotonic()
+        self.track(pipeline)
         self._state.pipeline_changed(pipeline)  # CreateDbPipeline notifies (pipeline_helper.go)
         return pipeline
 
@@ -122,6 +137,7 @@ class PipelineStore:
         pipeline["status"] = "TASK_RERUN"
         pipeline["updatedAt"] = self._state.now()
         self.queued_at[pipeline["id"]] = time.monotonic()
+        self.track(pipeline)
         return new_tasks
 
     def cancel(self, pipeline_id) -> None:
@@ -134,6 +150,7 @@ class PipelineStore:
         elif pipeline["status"] == "TASK_RUNNING":
             self.set_status(pipeline["id"], "TASK_CANCELLED")
         self.queued_at.pop(pipeline["id"], None)
+        self.track(pipeline)
 
     def set_status(self, pipeline_id: int, status: str, finished_at: datetime | None = None,
                    began_at: datetime | None = None) -> dict:
@@ -154,9 +171,49 @@ class PipelineStore:
             for task in tasks:
                 if task["status"] in QUEUED_STATUSES:
                     task["status"], task["beganAt"] = "TASK_RUNNING", pipeline["beganAt"]
+        self.track(pipeline)
         if status == "TASK_RUNNING" or status in FINISHED_STATUSES:
             self._state.pipeline_changed(pipeline)  # the runner notifies on start and on end
         return pipeline
+
+    # --- the queue (§9.5) ----------------------------------------------------------------------
+
+    def track(self, pipeline: dict) -> None:
+        """Call after every status change: keeps `in_queue` and its high-water mark."""
+        if pipeline["status"] in IN_QUEUE_STATUSES:
+            self.in_queue.add(pipeline["id"])
+            self.max_in_queue = max(self.max_in_queue, len(self.in_queue))
+        else:
+            self.in_queue.discard(pipeline["id"])
+            self.running_since.pop(pipeline["id"], None)
+
+    def reset_max_in_queue(self) -> None:
+        self.max_in_queue = len(self.in_queue)
+
+    def queue_step(self, outcome: Callable[[dict], str] | None = None, *,
+                   min_run_seconds: float | None = None) -> tuple[list[int], list[int]]:
+        """One turn of RunPipelineInQueue (backend/server/services/pipeline.go): running pipelines
+        finish (only those running at least `min_run_seconds`, if given), then free slots of
+        `max_parallel` take waiting pipelines, highest priority first, then lowest id
+        (`dequeuePipeline`). Returns (finished ids, started ids)."""
+        cutoff = time.monotonic() - min_run_seconds if min_run_seconds is not None else None
+        finished = []
+        for pid in sorted(p for p in self.in_queue if self.pipelines[p]["status"] == "TASK_RUNNING"):
+            if cutoff is not None and self.running_since.get(pid, 0.0) > cutoff:
+                continue
+            status = outcome(json.loads(dumps(self.pipelines[pid]))) if outcome else "TASK_COMPLETED"
+            self.set_status(pid, status or "TASK_COMPLETED")
+            finished.append(pid)
+        running = sum(1 for p in self.in_queue if self.pipelines[p]["status"] == "TASK_RUNNING")
+        free = len(self.in_queue) if self.max_parallel <= 0 else self.max_parallel - running
+        waiting = sorted((p for p in self.in_queue if self.pipelines[p]["status"] in WAITING_STATUSES),
+                         key=lambda p: (-self.pipelines[p]["priority"], p))
+        started = waiting[:max(0, free)]
+        for pid in started:
+            self.pipelines[pid]["beganAt"] = None  # dequeuePipeline starts it now
+            self.set_status(pid, "TASK_RUNNING")
+            self.running_since[pid] = time.monotonic()
+        return finished, started
 
     def _finish_tasks(self, pipeline: dict, tasks: list[dict], status: str, end: datetime) -> None:
         failing = status in ("TASK_FAILED", "TASK_PARTIAL")
