@@ -69,3 +69,22 @@ def test_values_are_converted_to_real_types():
 def test_url_with_query_is_rejected():
     with pytest.raises(ConfigError, match="query"):
         load_settings({"DEVLAKE_URL": "http://d:8080/?x=1"})
+
+
+def test_status_page_settings_defaults_and_conversion():
+    s = load_settings({"DEVLAKE_URL": "http://d:8080"})
+    assert (s.stuck_after_minutes, s.stale_after_hours, s.status_refresh_seconds, s.devlake_ui_url) == (
+        360.0, 48.0, 60.0, None)
+    s = load_settings({"DEVLAKE_URL": "http://d:8080", "STUCK_AFTER_MINUTES": "90", "STALE_AFTER_HOURS": "0.5",
+                       "STATUS_REFRESH_SECONDS": "0", "DEVLAKE_UI_URL": "https://devlake.example/ui/"})
+    assert (s.stuck_after_minutes, s.stale_after_hours, s.status_refresh_seconds, s.devlake_ui_url) == (
+        90.0, 0.5, 0.0, "https://devlake.example/ui")
+
+
+def test_bad_status_page_settings_are_all_reported():
+    with pytest.raises(ConfigError) as info:
+        load_settings({"DEVLAKE_URL": "http://d:8080", "STUCK_AFTER_MINUTES": "0", "STALE_AFTER_HOURS": "nan",
+                       "STATUS_REFRESH_SECONDS": "2", "DEVLAKE_UI_URL": "javascript:alert(1)"})
+    assert len(info.value.problems) == 4
+    for name in ("STUCK_AFTER_MINUTES", "STALE_AFTER_HOURS", "STATUS_REFRESH_SECONDS", "DEVLAKE_UI_URL"):
+        assert name in info.value.render()
