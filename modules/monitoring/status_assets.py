@@ -26,7 +26,11 @@ th{background:#f6f8fa;position:sticky;top:0;white-space:nowrap}
 th[aria-sort]{cursor:pointer}th[aria-sort=ascending]::after{content:" \\25B2"}
 th[aria-sort=descending]::after{content:" \\25BC"}
 td.t{white-space:nowrap;font-variant-numeric:tabular-nums}td.n{text-align:right}
-td.r{max-width:32rem;overflow-wrap:anywhere}td.p{min-width:14rem;overflow-wrap:anywhere}
+td.r,td.p{overflow-wrap:anywhere}
+table.projects{table-layout:fixed}table.projects th{white-space:normal}
+.projects th:nth-child(1){width:22%}.projects th:nth-child(2){width:11%}.projects th:nth-child(3),
+.projects th:nth-child(4){width:9.5rem}.projects th:nth-child(5){width:26%}.projects th:nth-child(6){width:13%}
+.projects th:nth-child(7){width:6rem}.projects th:nth-child(8){width:5rem}
 small{display:block;color:#59636e}
 .s{font-weight:600;white-space:nowrap}
 tr.failing .s{color:#cf222e}tr.stuck .s{color:#bc4c00}tr.never .s{color:#8250df}tr.stale .s{color:#9a6700}

@@ -126,7 +126,8 @@ def _connections(model: StatusModel, when: _Times) -> str:
 
 def _table(rows: list[Row], model: StatusModel, when: _Times, body_id: str) -> str:
     link = model.ui_url is not None
-    head = ("<table><thead><tr><th>project</th><th>state</th><th>last success</th><th>last failure</th>"
+    head = ('<table class="projects"><thead><tr><th>project</th><th>state</th><th>last success</th>'
+            "<th>last failure</th>"
             "<th>reason</th><th>failed subtask</th><th>consecutive failures</th>"
             + ("<th>DevLake</th>" if link else "") + f'</tr></thead><tbody id="{body_id}">')
     out = [head]
@@ -135,7 +136,7 @@ def _table(rows: list[Row], model: StatusModel, when: _Times, body_id: str) -> s
         append(f'<tr class="{r.state}"><td class="p">{escape(r.project)}</td>'
                f'<td class="s" data-v="{STATES.index(r.state)}">{LABELS[r.state]}{_detail(r, model.now)}</td>'
                f'<td class="t">{when(r.last_success)}</td><td class="t">{when(r.last_failure)}</td>'
-               f'<td class="r">{_reason(r.reason)}</td><td>{escape(r.failed_subtask or "")}</td>'
+               f'<td class="r">{_reason(r.reason)}</td><td class="r">{escape(r.failed_subtask or "")}</td>'
                f'<td class="n">{r.consecutive_failures}</td>'
                + (f'<td><a href="{escape(r.link)}">open</a></td>' if link and r.link else "<td></td>" if link else "")
                + "</tr>")
