@@ -24,11 +24,12 @@ test: $(VENV)/.installed
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
-## bench: API-call counts and wall time against the fake DevLake with 20 ms latency; notifications/s
+## bench: API-call counts and wall time against the fake DevLake with 20 ms latency; notifications/s; status page at 5,000 projects
 bench: $(VENV)/.installed
 	$(PY) bench/bench_automation.py
 	$(PY) bench/bench_monitor.py
 	$(PY) bench/bench_notifications.py
+	$(PY) bench/bench_status_page.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
