@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test bench install clean
+.PHONY: demo demo-monitor test bench install clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ install: $(VENV)/.installed
 ## demo: run both daemons once against the bundled DevLake sandbox (no DevLake needed)
 demo: $(VENV)/.installed
 	$(PY) scripts/demo.py
+
+## demo-monitor: the sandbox and the monitor keep running; prints the status page's URL; Ctrl-C stops both
+demo-monitor: $(VENV)/.installed
+	$(PY) scripts/demo_monitor.py
 
 ## test: lint (ruff), types (mypy), then the whole test suite (installs promtool/hadolint when it can)
 test: $(VENV)/.installed

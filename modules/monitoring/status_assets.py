@@ -22,15 +22,15 @@ ul.counts li{border:1px solid #d1d9e0;border-radius:6px;padding:.25rem .7rem;bac
 ul.counts b{font-size:1.1rem;margin-right:.25rem}
 table{border-collapse:collapse;width:100%;margin:.3rem 0}
 th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #e6e9ec;vertical-align:top}
-th{background:#f6f8fa;position:sticky;top:0;white-space:nowrap}
+th{background:#f6f8fa;position:sticky;top:0;white-space:nowrap;font-size:.9rem}
 th[aria-sort]{cursor:pointer}th[aria-sort=ascending]::after{content:" \\25B2"}
 th[aria-sort=descending]::after{content:" \\25BC"}
 td.t{white-space:nowrap;font-variant-numeric:tabular-nums}td.n{text-align:right}
-td.r,td.p{overflow-wrap:anywhere}
+td.r,td.p{overflow-wrap:break-word}
 table.projects{table-layout:fixed}table.projects th{white-space:normal}
-.projects th:nth-child(1){width:22%}.projects th:nth-child(2){width:11%}.projects th:nth-child(3),
-.projects th:nth-child(4){width:9.5rem}.projects th:nth-child(5){width:26%}.projects th:nth-child(6){width:13%}
-.projects th:nth-child(7){width:6rem}.projects th:nth-child(8){width:5rem}
+.projects th:nth-child(1){width:18%}.projects th:nth-child(2){width:9%}.projects th:nth-child(3),
+.projects th:nth-child(4){width:10.5%}.projects th:nth-child(5){width:23%}.projects th:nth-child(6){width:15%}
+.projects th:nth-child(7){width:8%}.projects th:nth-child(8){width:6%}
 small{display:block;color:#59636e}
 .s{font-weight:600;white-space:nowrap}
 tr.failing .s{color:#cf222e}tr.stuck .s{color:#bc4c00}tr.never .s{color:#8250df}tr.stale .s{color:#9a6700}
