@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test bench install clean
+.PHONY: demo demo-monitor test bench install clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) scripts/demo.py
 
+## demo-monitor: the sandbox and the monitor keep running; prints the status page's URL; Ctrl-C stops both
+demo-monitor: $(VENV)/.installed
+	$(PY) scripts/demo_monitor.py
+
 ## test: lint (ruff), types (mypy), then the whole test suite (installs promtool/hadolint when it can)
 test: $(VENV)/.installed
 	-@bash tests/deploy/install_tools.sh >/dev/null 2>&1 || true
@@ -25,12 +29,14 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 ## bench: API-call counts and wall time against the fake DevLake with 20 ms latency; notifications/s;
-##        the spread of 5,000 blueprints' collection minutes and the writes of a window change
+##        the spread of 5,000 blueprints' collection minutes and the writes of a window change;
+##        the status page at 5,000 projects
 bench: $(VENV)/.installed
 	$(PY) bench/bench_automation.py
 	$(PY) bench/bench_monitor.py
 	$(PY) bench/bench_notifications.py
 	$(PY) bench/bench_schedule.py
+	$(PY) bench/bench_status_page.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

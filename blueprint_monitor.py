@@ -10,10 +10,16 @@ Environment (all problems are reported together; exit 2):
   MONITOR_LOOKBACK_HOURS          on the very first start, count failures this recent (24)
   NOTIFICATION_SECRET             DevLake's NOTIFICATION_SECRET: enables POST /notifications (off)
   STATE_DIR                       monitor_state.json lives here; automation_last_run.json is read (state)
-  TIMEZONE                        time_failed label and log timestamps (Asia/Ho_Chi_Minh)
+  TIMEZONE                        time_failed label, log timestamps, status page times (Asia/Ho_Chi_Minh)
+  STUCK_AFTER_MINUTES             status page: a pipeline queued or running longer is stuck (360)
+  STALE_AFTER_HOURS               status page: a project without a success for longer is stale (48)
+  STATUS_REFRESH_SECONDS          status page: reloads itself this often, 0 = never (60)
+  DEVLAKE_UI_URL                  config-ui's URL, e.g. http://devlake-ui:4000: a link per project (none)
   DEVLAKE_TIMEOUT_SECONDS, DEVLAKE_HTTP_RETRIES, DEVLAKE_RETRY_BACKOFF_SECONDS, LOG_LEVEL, LOG_FORMAT
 
 Endpoints:
+  /          status page: projects not collecting first (failing, stuck, never collected, stale), why, since when
+  /status.json  the same as JSON
   /metrics   Prometheus text exposition, from memory (a scrape never calls DevLake)
   /healthz   200 while the last successful poll is recent, else 503; JSON body with the reason
   POST /notifications   DevLake's signed pipeline notifications (point DevLake's

@@ -118,6 +118,11 @@ class Settings:
     monitor_lookback_hours: float = 24.0
     # Enables POST /notifications (DevLake's signed pipeline notifications) on METRICS_PORT.
     notification_secret: str | None = field(default=None, repr=False)
+    # The status page (GET / and /status.json on METRICS_PORT)
+    stuck_after_minutes: float = 360.0  # as the DevLakePipelineStuck alert (prometheus/alerts.yml)
+    stale_after_hours: float = 48.0
+    status_refresh_seconds: float = 60.0  # 0: the page never reloads itself
+    devlake_ui_url: str | None = None  # config-ui's base URL, for a link per project
 
     @property
     def api_base_url(self) -> str:
@@ -197,6 +202,31 @@ def _parse_url(name: str, value: str | None, problems: list[str]) -> str:
     if parts.query or parts.fragment:
         problems.append(f"{name}={value!r} is not valid: it must not have a query or fragment")
     return value.rstrip("/")
+
+
+def _parse_optional_url(name: str, value: str | None, problems: list[str]) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        problems.append(f"{name}={value!r} is not valid: expected an http:// or https:// URL without query")
+        return None
+    return value.rstrip("/")
+
+
+def _parse_positive(value: str) -> float:
+    number = float(value)
+    if not number > 0 or number == float("inf"):  # also rejects nan
+        raise ValueError
+    return number
+
+
+def _parse_refresh(value: str) -> float:
+    # Under 5 s a few open tabs would keep the monitor busy rendering for nothing.
+    number = float(value)
+    if not (number == 0 or 5 <= number < float("inf")):
+        raise ValueError
+    return number
 
 
 def _parse_time_of_day(value: str) -> str:
@@ -284,6 +314,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         failure_series_retention_days=r.number("FAILURE_SERIES_RETENTION_DAYS", 7.0, float, 0.0),
         monitor_lookback_hours=r.number("MONITOR_LOOKBACK_HOURS", 24.0, float, 0.0),
         notification_secret=r.raw("NOTIFICATION_SECRET"),
+        stuck_after_minutes=r.convert("STUCK_AFTER_MINUTES", 360.0, _parse_positive, "a number of minutes > 0"),
+        stale_after_hours=r.convert("STALE_AFTER_HOURS", 48.0, _parse_positive, "a number of hours > 0"),
+        status_refresh_seconds=r.convert("STATUS_REFRESH_SECONDS", 60.0, _parse_refresh,
+                                         "0 (no reload) or a number of seconds >= 5"),
+        devlake_ui_url=_parse_optional_url("DEVLAKE_UI_URL", r.raw("DEVLAKE_UI_URL"), r.problems),
     )
     if values["metrics_port"] > 65535:
         r.problems.append(f"METRICS_PORT={values['metrics_port']} is not valid: expected a port number 0-65535")

@@ -77,6 +77,7 @@ def main() -> int:
             run(["blueprint_monitor.py", "--once"], env, show_stdout=30, keep=lambda line: line.startswith(INTERESTING))
             print("  (the full exposition also has per-project runs, last success/failure, status and health)")
     print("\nDone. Next: point DEVLAKE_URL at your DevLake, then `python manage_projects.py --doctor`.")
+    print("To see the monitor's status page (which projects are not collecting, and why): `make demo-monitor`.")
     return 0
 
 

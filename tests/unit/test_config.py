@@ -112,3 +112,20 @@ def test_max_pending_zero_and_other_zone():
     s = load_settings({"DEVLAKE_URL": "http://d:8080", "MAX_PENDING_PIPELINES": "0",
                        "DEVLAKE_TIMEZONE": "America/New_York"})
     assert s.max_pending_pipelines == 0 and str(s.devlake_timezone) == "America/New_York"
+def test_status_page_settings_defaults_and_conversion():
+    s = load_settings({"DEVLAKE_URL": "http://d:8080"})
+    assert (s.stuck_after_minutes, s.stale_after_hours, s.status_refresh_seconds, s.devlake_ui_url) == (
+        360.0, 48.0, 60.0, None)
+    s = load_settings({"DEVLAKE_URL": "http://d:8080", "STUCK_AFTER_MINUTES": "90", "STALE_AFTER_HOURS": "0.5",
+                       "STATUS_REFRESH_SECONDS": "0", "DEVLAKE_UI_URL": "https://devlake.example/ui/"})
+    assert (s.stuck_after_minutes, s.stale_after_hours, s.status_refresh_seconds, s.devlake_ui_url) == (
+        90.0, 0.5, 0.0, "https://devlake.example/ui")
+
+
+def test_bad_status_page_settings_are_all_reported():
+    with pytest.raises(ConfigError) as info:
+        load_settings({"DEVLAKE_URL": "http://d:8080", "STUCK_AFTER_MINUTES": "0", "STALE_AFTER_HOURS": "nan",
+                       "STATUS_REFRESH_SECONDS": "2", "DEVLAKE_UI_URL": "javascript:alert(1)"})
+    assert len(info.value.problems) == 4
+    for name in ("STUCK_AFTER_MINUTES", "STALE_AFTER_HOURS", "STATUS_REFRESH_SECONDS", "DEVLAKE_UI_URL"):
+        assert name in info.value.render()

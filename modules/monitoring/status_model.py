@@ -1,0 +1,164 @@
+"""The status page's model: which projects are not collecting, since when, and why. No HTML here.
+
+`snapshot(monitor)` reads the monitor's in-memory state under its lock (never
+DevLake) and returns a `StatusModel`; `classify` and `order_key` are the pure
+rules the page and /status.json share:
+
+* failing: the newest finished pipeline failed (TASK_FAILED or TASK_PARTIAL),
+  also while a rerun of it is queued or running;
+* stuck: a pipeline has been queued or running longer than STUCK_AFTER_MINUTES;
+* never: no successful collection seen (the monitor sees history from its first
+  start, MONITOR_LOOKBACK_HOURS back, plus each project's latest pipeline);
+* stale: the last success is older than STALE_AFTER_HOURS;
+* healthy: the rest.
+
+The first rule that matches wins, in that order, which is also the page's order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from modules.monitoring.state import FAILURE_STATUSES, NO_PROJECT, MonitorState, ProjectStats
+
+STATES = ("failing", "stuck", "never", "stale", "healthy")
+TROUBLE = STATES[:-1]
+_RANK = {state: rank for rank, state in enumerate(STATES)}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    stuck_after: float  # seconds in flight before a pipeline counts as stuck
+    stale_after: float  # seconds since the last success before a project counts as stale
+
+
+@dataclass(frozen=True)
+class Row:
+    """One project as the page shows it. Times are epoch seconds."""
+
+    project: str
+    state: str
+    since: float | None  # when the trouble began, as far as the monitor knows; None: unknown or healthy
+    last_status: str | None
+    last_success: float | None
+    last_failure: float | None
+    reason: str | None
+    failed_subtask: str | None
+    plugin: str | None
+    consecutive_failures: int
+    in_flight_since: float | None
+    link: str | None
+
+
+@dataclass(frozen=True)
+class ConnectionRow:
+    plugin: str
+    connection_id: object
+    name: str
+    up: bool | None  # None: not checked yet
+    checked_at: float | None
+    error: str | None
+    since: float | None
+
+
+@dataclass(frozen=True)
+class StatusModel:
+    now: float
+    devlake_url: str
+    ui_url: str | None
+    up: bool | None  # None before the first poll ended
+    last_poll_success: float | None
+    last_error: str | None
+    pending: dict[str, int] | None  # None: this monitor does not count pending pipelines
+    connections: list[ConnectionRow] | None  # None: this monitor does not check connections
+    thresholds: Thresholds
+    refresh_seconds: float
+    tz: object
+    rows: list[Row]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATES, 0)
+        for row in self.rows:
+            counts[row.state] += 1
+        return counts
+
+
+def classify(stats: ProjectStats, in_flight_since: float | None, now: float,
+             thresholds: Thresholds) -> tuple[str, float | None]:
+    """(state, since) of one project; see the module docstring for the rules."""
+    failed_last = stats.last_status in FAILURE_STATUSES or (
+        stats.last_status != "TASK_COMPLETED" and stats.consecutive_failures > 0)
+    if failed_last:
+        return "failing", stats.last_success
+    if in_flight_since is not None and now - in_flight_since > thresholds.stuck_after:
+        return "stuck", in_flight_since
+    if stats.last_success is None:
+        return "never", None
+    if now - stats.last_success > thresholds.stale_after:
+        return "stale", stats.last_success
+    return "healthy", None
+
+
+def order_key(row: Row) -> tuple:
+    """Trouble first, in STATES order; within a state the longest-running trouble first, then by name.
+
+    A failing project that never succeeded (since None) sorts before one that did.
+    """
+    return (_RANK[row.state], row.since is not None, row.since or 0.0, -row.consecutive_failures,
+            row.project.casefold(), row.project)
+
+
+def project_link(ui_url: str | None, name: str) -> str | None:
+    """config-ui's project page: route `projects/:pname` (config-ui/src/app/router.tsx).
+
+    The whole name is one path segment, so "/" is encoded as %2F like encodeURIComponent does.
+    """
+    if not ui_url or name == NO_PROJECT:
+        return None
+    return f"{ui_url}/projects/{quote(name, safe='')}"
+
+
+def build_rows(state: MonitorState, now: float, thresholds: Thresholds, ui_url: str | None) -> list[Row]:
+    """Rows of every project, ordered. Call under the monitor's lock: it reads `state` directly."""
+    in_flight: dict[str, float] = {}
+    for entry in state.in_flight.values():
+        if entry.since < in_flight.get(entry.project, float("inf")):
+            in_flight[entry.project] = entry.since
+    rows = []
+    for name, stats in state.projects.items():
+        since_flight = in_flight.get(name)
+        status, since = classify(stats, since_flight, now, thresholds)
+        if name == NO_PROJECT and status not in ("failing", "stuck"):
+            continue  # ad-hoc pipelines are no project: shown only when they are in trouble
+        rows.append(Row(name, status, since, stats.last_status, stats.last_success, stats.last_failure,
+                        stats.last_reason, stats.last_failed_subtask, stats.last_plugin,
+                        stats.consecutive_failures, since_flight, project_link(ui_url, name)))
+    rows.sort(key=order_key)
+    return rows
+
+
+def snapshot(monitor) -> StatusModel:
+    """The model of `monitor` now: project rows under its lock, header facts beside them.
+
+    `connections` and `pending` come from the failure-reasons work and are read
+    defensively, so the page also works on a monitor without them.
+    """
+    settings = monitor.settings
+    now = monitor.clock().timestamp()
+    thresholds = Thresholds(settings.stuck_after_minutes * 60, settings.stale_after_hours * 3600)
+    with monitor.lock:
+        rows = build_rows(monitor.state, now, thresholds, settings.devlake_ui_url)
+        last_success, last_error = monitor.last_success, monitor.last_error
+    checker = getattr(monitor, "connections", None)
+    connections = None if checker is None else [
+        ConnectionRow(c.plugin, c.connection_id, c.name, c.up, c.checked_at, c.error, c.since)
+        for c in checker.snapshot()]
+    pending = getattr(monitor, "pending", None)
+    up = None if last_success is None and last_error is None else last_error is None
+    return StatusModel(
+        now=now, devlake_url=settings.devlake_url, ui_url=settings.devlake_ui_url, up=up,
+        last_poll_success=last_success, last_error=last_error,
+        pending=None if pending is None else dict(pending), connections=connections,
+        thresholds=thresholds, refresh_seconds=settings.status_refresh_seconds, tz=settings.timezone,
+        rows=rows)
