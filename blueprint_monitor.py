@@ -16,6 +16,7 @@ Environment (all problems are reported together; exit 2):
 Endpoints:
   /metrics   Prometheus text exposition, from memory (a scrape never calls DevLake)
   /healthz   200 while the last successful poll is recent, else 503; JSON body with the reason
+  /livez     200 while the poll loop makes progress, DevLake reachable or not (liveness probes)
   POST /notifications   DevLake's signed pipeline notifications (point DevLake's
              NOTIFICATION_ENDPOINT at http://<monitor>:9100/notifications); failures
              count within a second, the poll stays the safety net

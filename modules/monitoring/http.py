@@ -1,4 +1,4 @@
-"""/metrics, /healthz and POST /notifications on one ThreadingHTTPServer. None ever calls DevLake."""
+"""/metrics, /healthz, /livez and POST /notifications on one ThreadingHTTPServer. None ever calls DevLake."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,7 @@ log = structlog.get_logger("monitor")
 
 from modules.monitoring.notifications import PATH as NOTIFICATIONS_PATH
 
-INDEX = b"devlake blueprint monitor: /metrics (Prometheus), /healthz (JSON)\n"
+INDEX = b"devlake blueprint monitor: /metrics (Prometheus), /healthz and /livez (JSON)\n"
 SIGN = re.compile(r"(sign=)[^&\s]*")
 
 
@@ -41,7 +41,7 @@ class MetricsServer:
         self._thread.start()
         receiver = self.httpd.RequestHandlerClass.receiver
         log.info("metrics_server_started", addr=self.httpd.server_address[0], port=self.port,
-                 endpoints=["/metrics", "/healthz"] + ([NOTIFICATIONS_PATH] if receiver else []))
+                 endpoints=["/metrics", "/healthz", "/livez"] + ([NOTIFICATIONS_PATH] if receiver else []))
         return self
 
     def stop(self) -> None:
@@ -70,6 +70,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, self.monitor.exposition(compressed=gzipped), CONTENT_TYPE, gzipped)
         elif path == "/healthz":
             status, payload = self.monitor.health()
+            self._send(status, json.dumps(payload).encode() + b"\n", "application/json")
+        elif path == "/livez":
+            status, payload = self.monitor.liveness()
             self._send(status, json.dumps(payload).encode() + b"\n", "application/json")
         elif path == "/":
             self._send(200, INDEX, "text/plain; charset=utf-8")
