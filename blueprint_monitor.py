@@ -9,6 +9,8 @@ Environment (all problems are reported together; exit 2):
   FAILURE_SERIES_RETENTION_DAYS   keep devlake_blueprint_failure_total series this long (7)
   MONITOR_LOOKBACK_HOURS          on the very first start, count failures this recent (24)
   NOTIFICATION_SECRET             DevLake's NOTIFICATION_SECRET: enables POST /notifications (off)
+  WEB_CONFIG_FILE                 TLS and basic auth on METRICS_PORT, Prometheus exporter-toolkit
+                                  format (tls_server_config, basic_auth_users); off: plain HTTP
   STATE_DIR                       monitor_state.json lives here; automation_last_run.json is read (state)
   TIMEZONE                        time_failed label and log timestamps (Asia/Ho_Chi_Minh)
   DEVLAKE_TIMEOUT_SECONDS, DEVLAKE_HTTP_RETRIES, DEVLAKE_RETRY_BACKOFF_SECONDS, LOG_LEVEL, LOG_FORMAT
@@ -21,7 +23,10 @@ Endpoints:
              NOTIFICATION_ENDPOINT at http://<monitor>:9100/notifications); failures
              count within a second, the poll stays the safety net
 
-Exit codes: 0 ok (or stopped by SIGTERM/SIGINT); 1 --once poll failed; 2 configuration error.
+With basic auth every path needs credentials except /healthz, /livez and /notifications.
+
+Exit codes: 0 ok (or stopped by SIGTERM/SIGINT); 1 --once poll failed, or --healthcheck unhealthy;
+2 configuration error.
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ from prometheus_client import CollectorRegistry
 
 from config import ConfigError, Settings, load_settings
 from modules.api import DevLakeClient
+from modules.monitoring.healthcheck import check_health
 from modules.monitoring.http import MetricsServer
 from modules.monitoring.monitor import Monitor, serve
 from modules.monitoring.notifications import NotificationReceiver
@@ -50,6 +56,8 @@ def parse_args(argv):
         epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--once", action="store_true",
                         help="poll once, print the exposition to stdout, exit 0 (1 if the poll failed)")
+    parser.add_argument("--healthcheck", action="store_true",
+                        help="ask the running monitor's /healthz (HTTPS with WEB_CONFIG_FILE's TLS): exit 0 or 1")
     return parser.parse_args(argv)
 
 
@@ -75,6 +83,8 @@ def build_receiver(settings: Settings, monitor: Monitor) -> NotificationReceiver
 def main(argv=None) -> int:
     """Entry point; returns the exit code."""
     args = parse_args(argv)
+    if args.healthcheck:
+        return check_health(os.environ)
     try:
         settings = load_settings(os.environ)
     except ConfigError as exc:
@@ -94,7 +104,8 @@ def main(argv=None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     receiver = build_receiver(settings, monitor)
     try:
-        server = MetricsServer(monitor, settings.metrics_addr, settings.metrics_port, receiver).start()
+        server = MetricsServer(monitor, settings.metrics_addr, settings.metrics_port, receiver,
+                               web=settings.web_config).start()
     except OSError as exc:  # e.g. port 9100 already taken by node_exporter
         print(f"cannot listen on {settings.metrics_addr}:{settings.metrics_port}: {exc}", file=sys.stderr)
         return 2

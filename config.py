@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import pytz
 
+from utils.webconfig import WebConfig, WebConfigError, load_web_config
+
 # Plugins the daily daemon manages by default (devlake-api.md §2: all eight
 # register a connection API). PLUGINS narrows this list.
 DEFAULT_PLUGINS = (
@@ -71,6 +73,8 @@ class Settings:
     monitor_lookback_hours: float = 24.0
     # Enables POST /notifications (DevLake's signed pipeline notifications) on METRICS_PORT.
     notification_secret: str | None = field(default=None, repr=False)
+    # WEB_CONFIG_FILE: TLS and basic auth on METRICS_PORT (exporter-toolkit format); None = plain HTTP, open.
+    web_config: WebConfig | None = field(default=None, repr=False)
 
     @property
     def api_base_url(self) -> str:
@@ -86,6 +90,8 @@ class Settings:
             value = getattr(self, name)
             if name in ("api_key", "notification_secret"):
                 value = "***" if value else None
+            elif isinstance(value, WebConfig):
+                value = value.summary()
             elif isinstance(value, (Path, pytz.BaseTzInfo)):
                 value = str(value)
             out[name] = value
@@ -229,12 +235,23 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         failure_series_retention_days=r.number("FAILURE_SERIES_RETENTION_DAYS", 7.0, float, 0.0),
         monitor_lookback_hours=r.number("MONITOR_LOOKBACK_HOURS", 24.0, float, 0.0),
         notification_secret=r.raw("NOTIFICATION_SECRET"),
+        web_config=_web_config(r.raw("WEB_CONFIG_FILE"), r.problems),
     )
     if values["metrics_port"] > 65535:
         r.problems.append(f"METRICS_PORT={values['metrics_port']} is not valid: expected a port number 0-65535")
     if r.problems:
         raise ConfigError(r.problems)
     return Settings(**values)
+
+
+def _web_config(value: str | None, problems: list[str]) -> WebConfig | None:
+    if value is None:
+        return None
+    try:
+        return load_web_config(Path(value))
+    except WebConfigError as exc:
+        problems.extend(f"WEB_CONFIG_FILE={value!r}: {problem}" for problem in exc.problems)
+        return None
 
 
 def _choice(allowed: set[str], lower: bool = False) -> Callable[[str], str]:

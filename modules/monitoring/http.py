@@ -1,8 +1,13 @@
-"""/metrics, /healthz, /livez and POST /notifications on one ThreadingHTTPServer. None ever calls DevLake."""
+"""/metrics, /healthz, /livez and POST /notifications on one ThreadingHTTPServer. None ever calls DevLake.
+
+With a WEB_CONFIG_FILE the port serves HTTPS only and/or asks for basic auth on every
+path except OPEN_PATHS (utils/webconfig.py).
+"""
 from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -11,10 +16,17 @@ import structlog
 # and what every Prometheus version parses (our names need no UTF-8 escaping).
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYPE
 
+from modules.monitoring.notifications import PATH as NOTIFICATIONS_PATH
+from utils.webconfig import BasicAuth, WebConfig
+
 log = structlog.get_logger("monitor")
 
-from modules.monitoring.notifications import PATH as NOTIFICATIONS_PATH
-
+# Default deny: with basic auth on, every path needs it except these. /healthz and /livez
+# reveal only up/down and must answer Docker's and Kubernetes' probes, which send no
+# credentials; /notifications has DevLake's own signature check (notifications.py) and
+# DevLake cannot send basic auth. Anything added later (a status page) is protected.
+OPEN_PATHS = frozenset({"/healthz", "/livez", NOTIFICATIONS_PATH})
+REALM = 'Basic realm="devlake-monitor", charset="UTF-8"'
 INDEX = b"devlake blueprint monitor: /metrics (Prometheus), /healthz and /livez (JSON)\n"
 SIGN = re.compile(r"(sign=)[^&\s]*")
 
@@ -25,9 +37,15 @@ class MetricsServer:
     Port 0 binds a free port (see `.port`).
     """
 
-    def __init__(self, monitor, addr: str, port: int, receiver=None):
-        handler = type("MonitorHandler", (_Handler,), {"monitor": monitor, "receiver": receiver})
-        self.httpd = ThreadingHTTPServer((addr, port), handler)
+    def __init__(self, monitor, addr: str, port: int, receiver=None, web: WebConfig | None = None):
+        auth = BasicAuth(web.users) if web is not None and web.users else None
+        handler = type("MonitorHandler", (_Handler,), {"monitor": monitor, "receiver": receiver, "auth": auth})
+        self.tls = web is not None and web.tls is not None
+        self.httpd: ThreadingHTTPServer
+        if web is not None and web.tls is not None:
+            self.httpd = _TLSServer((addr, port), handler, web.tls.context())
+        else:
+            self.httpd = ThreadingHTTPServer((addr, port), handler)
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -41,6 +59,7 @@ class MetricsServer:
         self._thread.start()
         receiver = self.httpd.RequestHandlerClass.receiver
         log.info("metrics_server_started", addr=self.httpd.server_address[0], port=self.port,
+                 scheme="https" if self.tls else "http", basic_auth=self.httpd.RequestHandlerClass.auth is not None,
                  endpoints=["/metrics", "/healthz", "/livez"] + ([NOTIFICATIONS_PATH] if receiver else []))
         return self
 
@@ -53,17 +72,51 @@ class MetricsServer:
         self.httpd.server_close()
 
 
+class _TLSServer(ThreadingHTTPServer):
+    """HTTPS only. The handshake runs in the request's thread (`_Handler.handle`), not in
+    accept(): a client that connects and stalls must not block everyone else."""
+
+    def __init__(self, address, handler, context: ssl.SSLContext):
+        self.context = context
+        super().__init__(address, handler)
+
+    def get_request(self):
+        sock, client = super().get_request()
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), client
+
+
 class _Handler(BaseHTTPRequestHandler):
     monitor = None  # set per server by MetricsServer
     receiver = None  # a NotificationReceiver, or None: notifications are off
+    auth: BasicAuth | None = None  # None: no basic auth configured
     protocol_version = "HTTP/1.1"
     # Headers and body go out in two writes: with Nagle on, a keep-alive client
     # (Prometheus, DevLake) waits for a delayed ACK, ~40 ms per request.
     disable_nagle_algorithm = True
     timeout = 30  # seconds a client may stall mid-request (the notification endpoint is public)
 
+    def handle(self):
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                self.connection.do_handshake()  # under the handler's timeout, set in setup()
+            except (ssl.SSLError, OSError) as exc:  # plain HTTP, no or a bad client certificate, a stall
+                log.debug("tls_handshake_failed", client=self.client_address[0], error=str(exc))
+                return
+        super().handle()
+
+    def _authorized(self, path: str) -> bool:
+        """Answer 401 (body left unread, connection closed) unless the path is open or the credentials match."""
+        if self.auth is None or path in OPEN_PATHS or self.auth.check(self.headers.get("Authorization")):
+            return True
+        log.debug("http_unauthorized", client=self.client_address[0], method=self.command, path=path[:100])
+        self._send(401, b"unauthorized\n", "text/plain; charset=utf-8", close=True,
+                   extra=(("WWW-Authenticate", REALM),))
+        return False
+
     def do_GET(self):  # noqa: N802 (http.server naming)
         path = self.path.split("?", 1)[0]
+        if not self._authorized(path):
+            return
         if path == "/metrics":
             # Prometheus asks for gzip; with thousands of projects the text is megabytes.
             gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
@@ -81,6 +134,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802 (http.server naming)
         path, _, query = self.path.partition("?")
+        if not self._authorized(path):
+            return
         if path != NOTIFICATIONS_PATH or self.receiver is None:
             text = (b"notifications are off: set NOTIFICATION_SECRET\n" if path == NOTIFICATIONS_PATH
                     else b"not found\n")
@@ -97,9 +152,11 @@ class _Handler(BaseHTTPRequestHandler):
             return b""
 
     def _send(self, status: int, body: bytes, content_type: str, gzipped: bool = False,
-              close: bool = False) -> None:
+              close: bool = False, extra: tuple[tuple[str, str], ...] = ()) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in extra:
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         if gzipped:
             self.send_header("Content-Encoding", "gzip")
