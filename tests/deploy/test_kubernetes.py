@@ -307,3 +307,35 @@ def test_kubectl_is_the_pinned_one():
     assert pinned and result.returncode == 0, result.stderr
     major_minor = ".".join(pinned.group(1).split(".")[:2])
     assert json.loads(result.stdout)["clientVersion"]["gitVersion"].startswith(f"v{major_minor}.")
+
+
+# --- TLS and basic auth (components/web-tls-auth) ------------------------------------------
+
+def test_web_tls_auth_component_switches_probes_and_scrapes_to_https():
+    objects = render(KUBERNETES / "example-tls")
+    assert not any(o["kind"] == "Secret" for o in objects)
+    spec = pod_spec(one(objects, "Deployment", "devlake-monitor"))
+    (container,) = spec["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    web_dir = str(Path(env["WEB_CONFIG_FILE"]).parent)
+    assert mounts[web_dir]["readOnly"] is True
+    volume = {v["name"]: v for v in spec["volumes"]}[mounts[web_dir]["name"]]
+    files = {item["path"] for source in volume["projected"]["sources"] for item in source["secret"]["items"]}
+    assert Path(env["WEB_CONFIG_FILE"]).name in files and {"tls.crt", "tls.key"} <= files
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS", probe
+        assert container[probe]["httpGet"]["path"] in ("/healthz", "/livez"), "open without basic auth"
+    (endpoint,) = one(objects, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"]["ca"]["secret"]["key"] == "ca.crt"
+    assert set(endpoint["basicAuth"]) == {"username", "password"}
+    for ref in endpoint["basicAuth"].values():
+        assert set(ref) == {"name", "key"}, "credentials by Secret reference only"
+
+
+def test_probe_paths_are_the_ones_basic_auth_leaves_open():
+    from modules.monitoring.http import OPEN_PATHS
+
+    (container,) = pod_spec(one(render(BASE), "Deployment"))["containers"]
+    assert {container[p]["httpGet"]["path"] for p in ("readinessProbe", "livenessProbe")} <= OPEN_PATHS
