@@ -37,7 +37,7 @@ def _write(directory: Path, stem: str, cert: x509.Certificate, key) -> tuple[Pat
 
 def _issue(subject: str, issuer_name: x509.Name, issuer_key, *, ca: bool = False, server: bool = False):
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(issuer_name)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))

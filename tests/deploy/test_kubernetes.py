@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from deploy_support import DASHBOARD_DIR, MONITOR_JOB, PROMETHEUS_DIR, ROOT, load_yaml, missing_tool, require_tool, run
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"

@@ -15,11 +15,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import yaml
-
 from deploy_support import MONITOR_JOB, PROMETHEUS_DIR, ROOT, free_port, load_yaml, python, require_tool
 
 DEADLINE_SECONDS = 60
@@ -159,7 +158,7 @@ def test_failed_pipeline_reaches_a_firing_prometheus_alert(tmp_path, secure):
         assert http_json(f"{prom_url}/api/v1/rules")["data"]["groups"], "alerts.yml was not loaded"
 
         # A pipeline of the project's blueprint fails in DevLake.
-        fake.add_pipeline(blueprint, "TASK_FAILED", finished_at=datetime.now(timezone.utc))
+        fake.add_pipeline(blueprint, "TASK_FAILED", finished_at=datetime.now(UTC))
 
         deadline.wait_for("the failure to be scraped", lambda: query(
             f'devlake_project_failures_total{{project_name="{PROJECT}"}} == 1'))

@@ -105,7 +105,8 @@ def test_notifications_keep_their_signature_check_and_skip_basic_auth(serve, cer
     url, monitor, receiver = serve(write_web_config(tmp_path / "web.yml", certs), NOTIFICATION_SECRET=SECRET)
     assert monitor.poll_once()
     monitor_clock.advance(minutes=1)
-    pipeline_id = monitor_fake.add_pipeline(blueprint, "TASK_FAILED", finished_at=monitor_clock.now - timedelta(seconds=2))
+    finished = monitor_clock.now - timedelta(seconds=2)
+    pipeline_id = monitor_fake.add_pipeline(blueprint, "TASK_FAILED", finished_at=finished)
     body = json.dumps({"ProjectName": "github/my-repo", "PipelineID": pipeline_id, "Status": "TASK_FAILED"}).encode()
     nouce = "77-AbCdEfGhIjKlMnOp"
     endpoint = f"{url}/notifications"
