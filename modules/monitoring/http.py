@@ -42,6 +42,8 @@ class MetricsServer:
         auth = BasicAuth(web.users) if web is not None and web.users else None
         handler = type("MonitorHandler", (_Handler,), {"monitor": monitor, "receiver": receiver, "auth": auth})
         self.tls = web is not None and web.tls is not None
+        self.basic_auth = auth is not None
+        self.receiver = receiver
         self.httpd: ThreadingHTTPServer
         if web is not None and web.tls is not None:
             self.httpd = _TLSServer((addr, port), handler, web.tls.context())
@@ -58,10 +60,9 @@ class MetricsServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="metrics-http", daemon=True)
         self._thread.start()
-        receiver = self.httpd.RequestHandlerClass.receiver
         log.info("metrics_server_started", addr=self.httpd.server_address[0], port=self.port,
-                 scheme="https" if self.tls else "http", basic_auth=self.httpd.RequestHandlerClass.auth is not None,
-                 endpoints=["/metrics", "/healthz", "/livez"] + ([NOTIFICATIONS_PATH] if receiver else []))
+                 scheme="https" if self.tls else "http", basic_auth=self.basic_auth,
+                 endpoints=["/metrics", "/healthz", "/livez"] + ([NOTIFICATIONS_PATH] if self.receiver else []))
         return self
 
     def stop(self) -> None:
