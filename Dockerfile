@@ -47,11 +47,12 @@ USER 10001:10001
 VOLUME ["/var/lib/devlake-automation"]
 EXPOSE 9100
 
-# The monitor's /healthz: 200 while its last successful DevLake poll is recent.
-# python, not curl: the slim image has no curl. The automation service overrides
-# this with `python manage_projects.py --healthcheck` (see docker-compose.yml).
+# The monitor's /healthz: 200 while its last successful DevLake poll is recent. Asked by
+# the monitor itself (python, not curl: the slim image has no curl), over HTTPS when
+# WEB_CONFIG_FILE turns TLS on; /healthz needs no basic auth. The automation service
+# overrides this with `python manage_projects.py --healthcheck` (see docker-compose.yml).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os,sys,urllib.request as u\ntry:\n    r = u.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('METRICS_PORT', '9100'), timeout=4)\n    sys.exit(0 if r.status == 200 else 1)\nexcept Exception as e:\n    print(e)\n    sys.exit(1)"]
+    CMD ["python", "blueprint_monitor.py", "--healthcheck"]
 
 # Exec form: python is PID 1 and receives SIGTERM itself (both daemons handle it).
 ENTRYPOINT ["python"]

@@ -9,6 +9,8 @@ Environment (all problems are reported together; exit 2):
   FAILURE_SERIES_RETENTION_DAYS   keep devlake_blueprint_failure_total series this long (7)
   MONITOR_LOOKBACK_HOURS          on the very first start, count failures this recent (24)
   NOTIFICATION_SECRET             DevLake's NOTIFICATION_SECRET: enables POST /notifications (off)
+  WEB_CONFIG_FILE                 TLS and basic auth on METRICS_PORT, Prometheus exporter-toolkit
+                                  format (tls_server_config, basic_auth_users); off: plain HTTP
   STATE_DIR                       monitor_state.json lives here; automation_last_run.json is read (state)
   TIMEZONE                        time_failed label, log timestamps, status page times (Asia/Ho_Chi_Minh)
   STUCK_AFTER_MINUTES             status page: a pipeline queued or running longer is stuck (360)
@@ -22,11 +24,15 @@ Endpoints:
   /status.json  the same as JSON
   /metrics   Prometheus text exposition, from memory (a scrape never calls DevLake)
   /healthz   200 while the last successful poll is recent, else 503; JSON body with the reason
+  /livez     200 while the poll loop makes progress, DevLake reachable or not (liveness probes)
   POST /notifications   DevLake's signed pipeline notifications (point DevLake's
              NOTIFICATION_ENDPOINT at http://<monitor>:9100/notifications); failures
              count within a second, the poll stays the safety net
 
-Exit codes: 0 ok (or stopped by SIGTERM/SIGINT); 1 --once poll failed; 2 configuration error.
+With basic auth every path needs credentials except /healthz, /livez and /notifications.
+
+Exit codes: 0 ok (or stopped by SIGTERM/SIGINT); 1 --once poll failed, or --healthcheck unhealthy;
+2 configuration error.
 """
 from __future__ import annotations
 
@@ -42,6 +48,7 @@ from prometheus_client import CollectorRegistry
 
 from config import ConfigError, Settings, load_settings
 from modules.api import DevLakeClient
+from modules.monitoring.healthcheck import check_health
 from modules.monitoring.http import MetricsServer
 from modules.monitoring.monitor import Monitor, serve
 from modules.monitoring.notifications import NotificationReceiver
@@ -55,6 +62,8 @@ def parse_args(argv):
         epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--once", action="store_true",
                         help="poll once, print the exposition to stdout, exit 0 (1 if the poll failed)")
+    parser.add_argument("--healthcheck", action="store_true",
+                        help="ask the running monitor's /healthz (HTTPS with WEB_CONFIG_FILE's TLS): exit 0 or 1")
     return parser.parse_args(argv)
 
 
@@ -80,6 +89,8 @@ def build_receiver(settings: Settings, monitor: Monitor) -> NotificationReceiver
 def main(argv=None) -> int:
     """Entry point; returns the exit code."""
     args = parse_args(argv)
+    if args.healthcheck:
+        return check_health(os.environ)
     try:
         settings = load_settings(os.environ)
     except ConfigError as exc:
@@ -99,7 +110,8 @@ def main(argv=None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     receiver = build_receiver(settings, monitor)
     try:
-        server = MetricsServer(monitor, settings.metrics_addr, settings.metrics_port, receiver).start()
+        server = MetricsServer(monitor, settings.metrics_addr, settings.metrics_port, receiver,
+                               web=settings.web_config).start()
     except OSError as exc:  # e.g. port 9100 already taken by node_exporter
         print(f"cannot listen on {settings.metrics_addr}:{settings.metrics_port}: {exc}", file=sys.stderr)
         return 2

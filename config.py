@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import pytz
 
+from utils.webconfig import WebConfig, WebConfigError, load_web_config
+
 # Plugins the daily daemon manages by default (devlake-api.md §2: all eight
 # register a connection API). PLUGINS narrows this list.
 DEFAULT_PLUGINS = (
@@ -123,6 +125,8 @@ class Settings:
     stale_after_hours: float = 48.0
     status_refresh_seconds: float = 60.0  # 0: the page never reloads itself
     devlake_ui_url: str | None = None  # config-ui's base URL, for a link per project
+    # WEB_CONFIG_FILE: TLS and basic auth on METRICS_PORT (exporter-toolkit format); None = plain HTTP, open.
+    web_config: WebConfig | None = field(default=None, repr=False)
 
     @property
     def api_base_url(self) -> str:
@@ -138,6 +142,8 @@ class Settings:
             value = getattr(self, name)
             if name in ("api_key", "notification_secret"):
                 value = "***" if value else None
+            elif isinstance(value, WebConfig):
+                value = value.summary()
             elif isinstance(value, (Path, pytz.BaseTzInfo, CollectionWindow)):
                 value = str(value)
             out[name] = value
@@ -319,12 +325,23 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         status_refresh_seconds=r.convert("STATUS_REFRESH_SECONDS", 60.0, _parse_refresh,
                                          "0 (no reload) or a number of seconds >= 5"),
         devlake_ui_url=_parse_optional_url("DEVLAKE_UI_URL", r.raw("DEVLAKE_UI_URL"), r.problems),
+        web_config=_web_config(r.raw("WEB_CONFIG_FILE"), r.problems),
     )
     if values["metrics_port"] > 65535:
         r.problems.append(f"METRICS_PORT={values['metrics_port']} is not valid: expected a port number 0-65535")
     if r.problems:
         raise ConfigError(r.problems)
     return Settings(**values)
+
+
+def _web_config(value: str | None, problems: list[str]) -> WebConfig | None:
+    if value is None:
+        return None
+    try:
+        return load_web_config(Path(value))
+    except WebConfigError as exc:
+        problems.extend(f"WEB_CONFIG_FILE={value!r}: {problem}" for problem in exc.problems)
+        return None
 
 
 def _choice(allowed: set[str], lower: bool = False) -> Callable[[str], str]:

@@ -1,10 +1,14 @@
-"""/metrics, /healthz, the status page (/, /status.json) and POST /notifications on one ThreadingHTTPServer.
+"""/metrics, /healthz, /livez, the status page (/, /status.json) and POST /notifications on one
+ThreadingHTTPServer. None ever calls DevLake.
 
-None ever calls DevLake."""
+With a WEB_CONFIG_FILE the port serves HTTPS only and/or asks for basic auth on every
+path except OPEN_PATHS (utils/webconfig.py).
+"""
 from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -16,9 +20,16 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYP
 
 from modules.monitoring import status_page
 from modules.monitoring.notifications import PATH as NOTIFICATIONS_PATH
+from utils.webconfig import BasicAuth, WebConfig
 
 log = structlog.get_logger("monitor")
 
+# Default deny: with basic auth on, every path needs it except these. /healthz and /livez
+# reveal only up/down and must answer Docker's and Kubernetes' probes, which send no
+# credentials; /notifications has DevLake's own signature check (notifications.py) and
+# DevLake cannot send basic auth. Everything else, the status page included, is protected.
+OPEN_PATHS = frozenset({"/healthz", "/livez", NOTIFICATIONS_PATH})
+REALM = 'Basic realm="devlake-monitor", charset="UTF-8"'
 SIGN = re.compile(r"(sign=)[^&\s]*")
 
 
@@ -28,10 +39,17 @@ class MetricsServer:
     Port 0 binds a free port (see `.port`).
     """
 
-    def __init__(self, monitor, addr: str, port: int, receiver=None):
+    def __init__(self, monitor, addr: str, port: int, receiver=None, web: WebConfig | None = None):
+        auth = BasicAuth(web.users) if web is not None and web.users else None
+        handler = type("MonitorHandler", (_Handler,), {"monitor": monitor, "receiver": receiver, "auth": auth})
+        self.tls = web is not None and web.tls is not None
+        self.basic_auth = auth is not None
         self.receiver = receiver
-        handler = type("MonitorHandler", (_Handler,), {"monitor": monitor, "receiver": receiver})
-        self.httpd = ThreadingHTTPServer((addr, port), handler)
+        self.httpd: ThreadingHTTPServer
+        if web is not None and web.tls is not None:
+            self.httpd = _TLSServer((addr, port), handler, web.tls.context())
+        else:
+            self.httpd = ThreadingHTTPServer((addr, port), handler)
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -43,9 +61,10 @@ class MetricsServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="metrics-http", daemon=True)
         self._thread.start()
-        receiver = self.receiver
         log.info("metrics_server_started", addr=self.httpd.server_address[0], port=self.port,
-                 endpoints=["/", "/status.json", "/metrics", "/healthz"] + ([NOTIFICATIONS_PATH] if receiver else []))
+                 scheme="https" if self.tls else "http", basic_auth=self.basic_auth,
+                 endpoints=["/", "/status.json", "/metrics", "/healthz", "/livez"]
+                 + ([NOTIFICATIONS_PATH] if self.receiver else []))
         return self
 
     def stop(self) -> None:
@@ -57,17 +76,51 @@ class MetricsServer:
         self.httpd.server_close()
 
 
+class _TLSServer(ThreadingHTTPServer):
+    """HTTPS only. The handshake runs in the request's thread (`_Handler.handle`), not in
+    accept(): a client that connects and stalls must not block everyone else."""
+
+    def __init__(self, address, handler, context: ssl.SSLContext):
+        self.context = context
+        super().__init__(address, handler)
+
+    def get_request(self):
+        sock, client = super().get_request()
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), client
+
+
 class _Handler(BaseHTTPRequestHandler):
     monitor = None  # set per server by MetricsServer
     receiver = None  # a NotificationReceiver, or None: notifications are off
+    auth: BasicAuth | None = None  # None: no basic auth configured
     protocol_version = "HTTP/1.1"
     # Headers and body go out in two writes: with Nagle on, a keep-alive client
     # (Prometheus, DevLake) waits for a delayed ACK, ~40 ms per request.
     disable_nagle_algorithm = True
     timeout = 30  # seconds a client may stall mid-request (the notification endpoint is public)
 
+    def handle(self):
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                self.connection.do_handshake()  # under the handler's timeout, set in setup()
+            except (ssl.SSLError, OSError) as exc:  # plain HTTP, no or a bad client certificate, a stall
+                log.debug("tls_handshake_failed", client=self.client_address[0], error=str(exc))
+                return
+        super().handle()
+
+    def _authorized(self, path: str) -> bool:
+        """Answer 401 (body left unread, connection closed) unless the path is open or the credentials match."""
+        if self.auth is None or path in OPEN_PATHS or self.auth.check(self.headers.get("Authorization")):
+            return True
+        log.debug("http_unauthorized", client=self.client_address[0], method=self.command, path=path[:100])
+        self._send(401, b"unauthorized\n", "text/plain; charset=utf-8", close=True,
+                   headers={"WWW-Authenticate": REALM})
+        return False
+
     def do_GET(self):  # noqa: N802 (http.server naming)
         path = self.path.split("?", 1)[0]
+        if not self._authorized(path):
+            return
         if path == "/metrics":
             # Prometheus asks for gzip; with thousands of projects the text is megabytes.
             gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
@@ -75,15 +128,21 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/healthz":
             status, payload = self.monitor.health()
             self._send(status, json.dumps(payload).encode() + b"\n", "application/json")
+        elif path == "/livez":
+            status, payload = self.monitor.liveness()
+            self._send(status, json.dumps(payload).encode() + b"\n", "application/json")
         elif path in status_page.PATHS:
             body, content_type, gzipped = status_page.respond(self.monitor, path,
                                                               self.headers.get("Accept-Encoding", ""))
             self._send(200, body, content_type, gzipped, headers=status_page.HEADERS)
         else:
-            self._send(404, b"not found: try /, /status.json, /metrics or /healthz\n", "text/plain; charset=utf-8")
+            self._send(404, b"not found: try /, /status.json, /metrics, /healthz or /livez\n",
+                       "text/plain; charset=utf-8")
 
     def do_POST(self):  # noqa: N802 (http.server naming)
         path, _, query = self.path.partition("?")
+        if not self._authorized(path):
+            return
         if path != NOTIFICATIONS_PATH or self.receiver is None:
             text = (b"notifications are off: set NOTIFICATION_SECRET\n" if path == NOTIFICATIONS_PATH
                     else b"not found\n")

@@ -26,6 +26,10 @@ from modules.monitoring.state import STATE_FILE, FailureEvent, MonitorState
 
 REFRESH_SECONDS = 3600.0  # project list + failure re-scan: hourly
 HEALTH_STALE_MIN_SECONDS = 120.0
+# /livez: a poll bounded by DEVLAKE_TIMEOUT_SECONDS and retries ends within minutes even when
+# DevLake is down or hangs; no poll starting or ending for an interval plus an hour means the
+# poll loop itself is stuck, and only then does restarting the monitor help.
+LIVENESS_BUDGET_SECONDS = 3600.0
 
 log = structlog.get_logger("monitor")
 
@@ -46,6 +50,7 @@ class Monitor:
         self.metrics = SelfMetrics(registry)
         registry.register(StateCollector(self))
         self.last_success: float | None = None
+        self.last_progress = clock().timestamp()  # a poll last started or ended (or the monitor started)
         self.last_error: str | None = None
         self._last_refresh: float | None = None
         self._generation = 0
@@ -55,6 +60,7 @@ class Monitor:
     def poll_once(self) -> bool:
         """One poll: fetch, apply, save. Returns False (and counts the reason) if DevLake failed us."""
         started, now = time.perf_counter(), self.clock().timestamp()
+        self.last_progress = now
         calls_before = self.client.calls
         self.metrics.polls.inc()
         self.automation = read_automation(self.automation_path)
@@ -73,6 +79,7 @@ class Monitor:
         # The first poll's failures are history read back (MONITOR_LOOKBACK_HOURS), not detections.
         self._counted(summary.failures, "poll", self.clock().timestamp(), observe_latency=not first_poll)
         self._log_completed(summary, duration, calls)
+        self.last_progress = self.clock().timestamp()
         self.changed()
         return True
 
@@ -148,6 +155,7 @@ class Monitor:
         self.metrics.duration.observe(duration)
         self.metrics.calls.set(calls)
         self.last_error = reason
+        self.last_progress = self.clock().timestamp()
         if reason == "internal":
             log.exception("poll_failed", reason=reason, error=str(exc), calls=calls)
         else:
@@ -178,6 +186,17 @@ class Monitor:
             gz = gzip.compress(body, compresslevel=1)
         self._cache = (generation, body, gz)
         return gz if compressed and gz is not None else body
+
+    def liveness(self) -> tuple[int, dict]:
+        """(HTTP status, body) for /livez: 200 while the poll loop makes progress, DevLake up or not.
+
+        Kubernetes restarts a pod whose liveness fails; restarting the monitor does not
+        bring DevLake back, so unlike /healthz this never looks at poll results.
+        """
+        age = self.clock().timestamp() - self.last_progress
+        if age > self.settings.poll_interval_seconds + LIVENESS_BUDGET_SECONDS:
+            return 503, {"status": "wedged", "reason": f"no poll started or ended for {age:.0f}s"}
+        return 200, {"status": "alive", "last_progress_age_seconds": round(age, 1)}
 
     def health(self) -> tuple[int, dict]:
         """(HTTP status, body) for /healthz: 200 while the last successful poll is recent."""

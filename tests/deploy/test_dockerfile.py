@@ -141,7 +141,7 @@ def test_healthcheck_command_follows_healthz(status, expected):
         cmd = healthcheck_command()
         assert cmd[0] == "python"
         env = dict(os.environ, METRICS_PORT=str(server.server_address[1]))
-        result = run([python()] + cmd[1:], timeout=15, env=env)
+        result = run([python()] + cmd[1:], timeout=15, env=env, cwd=ROOT)
         assert result.returncode == expected, result.stdout + result.stderr
     finally:
         server.shutdown()
@@ -150,7 +150,7 @@ def test_healthcheck_command_follows_healthz(status, expected):
 
 def test_healthcheck_command_fails_when_nothing_listens():
     env = dict(os.environ, METRICS_PORT=str(free_port()))
-    result = run([python()] + healthcheck_command()[1:], timeout=15, env=env)
+    result = run([python()] + healthcheck_command()[1:], timeout=15, env=env, cwd=ROOT)
     assert result.returncode == 1
 
 

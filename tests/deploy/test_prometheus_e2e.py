@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -46,8 +47,8 @@ class Deadline:
         pytest.fail(f"timed out waiting for {what} (last: {last!r}){tails}")
 
 
-def http_json(url: str):
-    with urllib.request.urlopen(url, timeout=2) as response:
+def http_json(url: str, context: ssl.SSLContext | None = None):
+    with urllib.request.urlopen(url, timeout=2, context=context) as response:
         return json.loads(response.read())
 
 
@@ -63,12 +64,22 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 10) -> int | No
         return None
 
 
-def write_prometheus_config(workdir, monitor_port: int) -> tuple:
-    """Our scrape config and rules, with the target on loopback and short intervals."""
+def write_prometheus_config(workdir, monitor_port: int, secure=None) -> tuple:
+    """Our scrape config and rules, with the target on loopback and short intervals.
+
+    `secure` (certs, password file): the job of prometheus/scrape-tls.example.yml instead,
+    with its CA and password files pointed at the test's.
+    """
     config = load_yaml(PROMETHEUS_DIR / "prometheus.yml")
     config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
     jobs = [job for job in config["scrape_configs"] if job["job_name"] == MONITOR_JOB]
     assert len(jobs) == 1
+    if secure is not None:
+        certs, password_file = secure
+        (job,) = load_yaml(PROMETHEUS_DIR / "scrape-tls.example.yml")["scrape_configs"]
+        job["tls_config"]["ca_file"] = str(certs.ca)
+        job["basic_auth"]["password_file"] = str(password_file)
+        jobs = [job]
     jobs[0]["static_configs"] = [{"targets": [f"127.0.0.1:{monitor_port}"]}]
     config["scrape_configs"] = jobs
     shutil.copy(PROMETHEUS_DIR / "alerts.yml", workdir / "alerts.yml")
@@ -77,7 +88,24 @@ def write_prometheus_config(workdir, monitor_port: int) -> tuple:
     return path
 
 
-def test_failed_pipeline_reaches_a_firing_prometheus_alert(tmp_path):
+def secure_monitor(tmp_path):
+    """A web config with TLS (certificate made here) and basic auth; (env, scrape files, client context)."""
+    pytest.importorskip("cryptography")
+    from tests.tls_support import bcrypt_hash, make_certs
+
+    certs = make_certs(tmp_path / "tls")
+    password = "scrape-" + os.urandom(8).hex()
+    (tmp_path / "password").write_text(password)
+    web = tmp_path / "web.yml"
+    web.write_text(yaml.safe_dump({
+        "tls_server_config": {"cert_file": str(certs.server_cert), "key_file": str(certs.server_key)},
+        "basic_auth_users": {"prometheus": bcrypt_hash(password)}}))
+    return {"WEB_CONFIG_FILE": str(web)}, (certs, tmp_path / "password"), ssl.create_default_context(
+        cafile=str(certs.ca))
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["http", "tls-basic-auth"])
+def test_failed_pipeline_reaches_a_firing_prometheus_alert(tmp_path, secure):
     prometheus_bin = require_tool("prometheus")
     if not (ROOT / "blueprint_monitor.py").exists():
         pytest.skip("blueprint_monitor.py is not in the tree yet")
@@ -89,6 +117,8 @@ def test_failed_pipeline_reaches_a_firing_prometheus_alert(tmp_path):
     deadline = Deadline(DEADLINE_SECONDS, logs=(tmp_path / "monitor.log", tmp_path / "prometheus.log"))
     monitor_port, prom_port = free_port(), free_port()
     prom_url = f"http://127.0.0.1:{prom_port}"
+    web_env, scrape_files, context = secure_monitor(tmp_path) if secure else ({}, None, None)
+    scheme = "https" if secure else "http"
     fake = FakeDevLake(latency=0)
     monitor = prometheus = None
     monitor_log = open(tmp_path / "monitor.log", "w")
@@ -98,13 +128,17 @@ def test_failed_pipeline_reaches_a_firing_prometheus_alert(tmp_path):
         env = dict(os.environ, DEVLAKE_URL=fake.start(), POLL_INTERVAL_SECONDS="1",
                    METRICS_ADDR="127.0.0.1", METRICS_PORT=str(monitor_port),
                    STATE_DIR=str(tmp_path / "state"), LOG_FORMAT="json",
-                   DEVLAKE_HTTP_RETRIES="0", DEVLAKE_RETRY_BACKOFF_SECONDS="0")
+                   DEVLAKE_HTTP_RETRIES="0", DEVLAKE_RETRY_BACKOFF_SECONDS="0", **web_env)
         monitor = subprocess.Popen([python(), "blueprint_monitor.py"], cwd=ROOT, env=env,
                                    stdout=monitor_log, stderr=subprocess.STDOUT)
         deadline.wait_for("the monitor's /healthz", lambda: http_json(
-            f"http://127.0.0.1:{monitor_port}/healthz") is not None)
+            f"{scheme}://127.0.0.1:{monitor_port}/healthz", context) is not None)
+        if secure:  # the monitor really asks for credentials
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                http_json(f"https://127.0.0.1:{monitor_port}/metrics", context)
+            assert refused.value.code == 401
 
-        config = write_prometheus_config(tmp_path, monitor_port)
+        config = write_prometheus_config(tmp_path, monitor_port, scrape_files)
         prometheus = subprocess.Popen(
             [prometheus_bin, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
              f"--web.listen-address=127.0.0.1:{prom_port}", "--storage.tsdb.retention.time=1h",

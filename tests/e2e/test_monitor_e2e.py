@@ -293,3 +293,25 @@ def test_healthz_and_gzip_over_http(monitor_fake, monitor_clock, world, monitor_
     monitor_clock.advance(minutes=4)
     assert requests.get(f"{url}/healthz", timeout=5).status_code == 503
     assert requests.get(f"{url}/nope", timeout=5).status_code == 404
+
+
+def test_livez_follows_the_poll_loop_not_devlake(monitor_fake, monitor_clock, world, monitor_factory,
+                                                  monitor_server):
+    """Kubernetes' liveness probe: DevLake down keeps /livez 200; a poll loop that stopped does not."""
+    monitor = monitor_factory(POLL_INTERVAL_SECONDS="300")
+    url = monitor_server(monitor)
+    assert requests.get(f"{url}/livez", timeout=5).status_code == 200  # before the first poll
+    monitor_fake.inject("*", ".*", status=503, times=-1)
+    for _ in range(20):  # 100 minutes of DevLake down, polls failing every 5 minutes
+        monitor_clock.advance(minutes=5)
+        assert monitor.poll_once() is False
+    assert requests.get(f"{url}/healthz", timeout=5).status_code == 503
+    live = requests.get(f"{url}/livez", timeout=5)
+    assert live.status_code == 200 and live.json()["status"] == "alive"
+    # No poll started or ended for the interval plus an hour: the loop is stuck.
+    monitor_clock.advance(minutes=66)
+    stuck = requests.get(f"{url}/livez", timeout=5)
+    assert stuck.status_code == 503 and stuck.json()["status"] == "wedged"
+    monitor_fake.clear_faults()
+    assert monitor.poll_once()
+    assert requests.get(f"{url}/livez", timeout=5).status_code == 200
