@@ -53,6 +53,8 @@ class Settings:
     blueprint_cron: str | None = None
     trigger_new_blueprints: bool = True
     max_reruns: int = 1
+    retry_failed_after_minutes: float = 30.0
+    retry_failed_times: int = 3
     scope_config_entities: tuple[str, ...] | None = None
     deployment_pattern: str | None = None
     production_pattern: str | None = None
@@ -211,6 +213,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
                                  "a 5-field cron, an @-descriptor such as @daily, or manual"),
         trigger_new_blueprints=r.boolean("TRIGGER_NEW_BLUEPRINTS", True),
         max_reruns=r.number("MAX_RERUNS", 1, int, 0),
+        retry_failed_after_minutes=r.number("RETRY_FAILED_AFTER_MINUTES", 30.0, float, 0.1),
+        retry_failed_times=r.number("RETRY_FAILED_TIMES", 3, int, 0),
         scope_config_entities=r.convert(
             "SCOPE_CONFIG_ENTITIES", None, _parse_entities,
             "a comma-separated list of " + ", ".join(sorted(DOMAIN_TYPES))),

@@ -23,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pytz  # noqa: E402
 
 from config import load_settings  # noqa: E402
-from modules.runner import build_client, run_once  # noqa: E402
+from modules.changes import Outcome  # noqa: E402
+from modules.client import build_client  # noqa: E402
+from modules.runner import run_once  # noqa: E402
 from sandbox.fake_devlake import FakeDevLake  # noqa: E402
 from utils.logging import configure_logging  # noqa: E402
 
@@ -47,12 +49,12 @@ def measure(fake: FakeDevLake, settings, label: str) -> dict:
     client = build_client(settings)
     now = datetime(2026, 11, 23, 18, 0, tzinfo=pytz.UTC).astimezone(settings.timezone)
     started = time.perf_counter()
-    code, ctx = run_once(settings, client, now)
+    code, report = run_once(settings, client, now)
     wall = time.perf_counter() - started
     by_route = Counter(f"{r.method} {_route(r.path)}" for r in fake.requests)
     row = {"run": label, "exit": code, "wall_s": round(wall, 2), "calls": fake.count(),
-           "mutating": fake.mutating_count(), "created": ctx.summary.created,
-           "failed": ctx.summary.failed, "by_route": dict(by_route.most_common(8))}
+           "mutating": fake.mutating_count(), "created": report.count(Outcome.CREATED),
+           "failed": report.failed, "by_route": dict(by_route.most_common(8))}
     return row
 
 

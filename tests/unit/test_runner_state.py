@@ -3,15 +3,22 @@ import os
 import time
 from datetime import UTC, datetime
 
-from modules.context import RunSummary
+from modules.changes import Outcome, Plan, Result, TriggerBlueprint
+from modules.orchestrator import RunReport
 from modules.runner import heartbeat_fresh, touch_heartbeat, write_last_run
+
+
+def report(created=0, unchanged=0, failed=0) -> RunReport:
+    results = [Result(TriggerBlueprint(f"p{i}", i), Outcome.CREATED) for i in range(created)]
+    results += [Result(TriggerBlueprint(f"f{i}", i), Outcome.FAILED, error="boom") for i in range(failed)]
+    return RunReport(plan=Plan(unchanged=unchanged), results=results)
 
 
 def test_last_run_keeps_the_last_success_through_a_partial_run(tmp_path):
     ok_at = datetime(2026, 11, 21, 11, 0, tzinfo=UTC)
-    write_last_run(tmp_path, 0, RunSummary(created=3, unchanged=7), 1.5, ok_at)
+    write_last_run(tmp_path, 0, report(created=3, unchanged=7), 1.5, ok_at)
     later = datetime(2026, 11, 22, 11, 0, tzinfo=UTC)
-    write_last_run(tmp_path, 1, RunSummary(created=1, failed=2), 2.0, later)
+    write_last_run(tmp_path, 1, report(created=1, failed=2), 2.0, later)
     data = json.loads((tmp_path / "automation_last_run.json").read_text())
     assert data["outcome"] == "partial" and data["exit_code"] == 1
     assert data["finished_at_epoch"] == later.timestamp()
@@ -20,7 +27,7 @@ def test_last_run_keeps_the_last_success_through_a_partial_run(tmp_path):
 
 
 def test_unusable_run_is_recorded_as_failed(tmp_path):
-    write_last_run(tmp_path, 2, RunSummary(), 0.1, datetime(2026, 11, 22, tzinfo=UTC))
+    write_last_run(tmp_path, 2, report(), 0.1, datetime(2026, 11, 22, tzinfo=UTC))
     data = json.loads((tmp_path / "automation_last_run.json").read_text())
     assert data["outcome"] == "failed" and data["last_success_epoch"] is None
 
