@@ -107,7 +107,7 @@ class RetryingJob:
     """The daily job, and the same-day retries of a run that ended with failed items.
 
     A failed item costs a day if it waits for tomorrow: after a run with exit
-    code 1 the whole cycle runs again RETRY_FAILED_AFTER_MINUTES later (it is
+    code 1 (or 2: DevLake unusable) the whole cycle runs again RETRY_FAILED_AFTER_MINUTES later (it is
     idempotent, so only what is still missing is written), at most
     RETRY_FAILED_TIMES times, and never past the next daily run.
     """
@@ -145,7 +145,8 @@ class RetryingJob:
 def next_retry_at(code: int, retries_done: int, finished_at: datetime, settings: Settings,
                   next_daily: datetime | None) -> datetime | None:
     """When to try a run's failed items again, or None (all done, retries spent, or tomorrow is sooner)."""
-    if code != ExitCode.PARTIAL or retries_done >= settings.retry_failed_times:
+    # DevLake unreachable at run time (2) loses the day as surely as failed items (1).
+    if code == ExitCode.OK or retries_done >= settings.retry_failed_times:
         return None
     at = finished_at + timedelta(minutes=settings.retry_failed_after_minutes)
     if next_daily is not None and at >= next_daily:

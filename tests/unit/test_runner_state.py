@@ -39,3 +39,47 @@ def test_heartbeat_freshness(tmp_path):
     old = time.time() - 600
     os.utime(tmp_path / "automation_heartbeat", (old, old))
     assert not heartbeat_fresh(tmp_path)
+
+
+def test_failed_items_are_retried_the_same_day_a_bounded_number_of_times():
+    from datetime import timedelta
+
+    from config import load_settings
+    from modules.runner import RetryingJob
+
+    settings = load_settings({"DEVLAKE_URL": "http://d", "RETRY_FAILED_AFTER_MINUTES": "0.5",
+                              "RETRY_FAILED_TIMES": "2"})
+    clock = [datetime(2026, 11, 22, 11, 0, tzinfo=UTC)]
+    codes = [1, 1, 1, 1]
+    calls = []
+
+    def job():
+        calls.append(clock[0])
+        return codes.pop(0)
+
+    runs = RetryingJob(job, settings, lambda: clock[0], lambda: clock[0] + timedelta(hours=23))
+    runs.daily()
+    assert runs.retry_at == clock[0] + timedelta(seconds=30) and runs.seconds_until_retry() == 30
+    assert not runs.retry_if_due()                   # not yet
+    clock[0] += timedelta(seconds=30)
+    assert runs.retry_if_due() and len(calls) == 2    # first retry
+    clock[0] += timedelta(seconds=30)
+    assert runs.retry_if_due() and len(calls) == 3    # second and last
+    assert runs.retry_at is None                      # RETRY_FAILED_TIMES spent: tomorrow's run
+    runs.daily()
+    assert runs.retry_at is not None                  # a new day starts a new count
+
+
+def test_no_retry_after_success_or_past_the_next_daily_run():
+    from datetime import timedelta
+
+    from config import load_settings
+    from modules.runner import next_retry_at
+
+    settings = load_settings({"DEVLAKE_URL": "http://d"})
+    now = datetime(2026, 11, 22, 11, 0, tzinfo=UTC)
+    assert next_retry_at(1, 0, now, settings, None) == now + timedelta(minutes=30)
+    assert next_retry_at(0, 0, now, settings, None) is None
+    assert next_retry_at(2, 0, now, settings, None) == now + timedelta(minutes=30)  # DevLake was down
+    assert next_retry_at(1, 3, now, settings, None) is None
+    assert next_retry_at(1, 0, now, settings, now + timedelta(minutes=10)) is None
