@@ -41,18 +41,18 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import structlog
 from prometheus_client import CollectorRegistry
 
 from config import ConfigError, Settings, load_settings
-from modules.api import DevLakeClient
+from modules.client import ExitCode, build_client
 from modules.monitoring.healthcheck import check_health
 from modules.monitoring.http import MetricsServer
 from modules.monitoring.monitor import Monitor, serve
 from modules.monitoring.notifications import NotificationReceiver
-from utils.http import make_session
 from utils.logging import configure_logging
 
 
@@ -65,12 +65,6 @@ def parse_args(argv):
     parser.add_argument("--healthcheck", action="store_true",
                         help="ask the running monitor's /healthz (HTTPS with WEB_CONFIG_FILE's TLS): exit 0 or 1")
     return parser.parse_args(argv)
-
-
-def build_client(settings: Settings) -> DevLakeClient:
-    session = make_session(api_key=settings.api_key, retries=settings.http_retries,
-                           backoff_seconds=settings.retry_backoff_seconds)
-    return DevLakeClient(session, settings.api_base_url, timeout=settings.timeout_seconds)
 
 
 def build_monitor(settings: Settings, registry: CollectorRegistry, clock=None) -> Monitor:
@@ -86,16 +80,16 @@ def build_receiver(settings: Settings, monitor: Monitor) -> NotificationReceiver
     return NotificationReceiver(monitor, build_client(settings), settings.notification_secret)
 
 
-def main(argv=None) -> int:
-    """Entry point; returns the exit code."""
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Entry point; returns the exit code (ExitCode)."""
     args = parse_args(argv)
     if args.healthcheck:
-        return check_health(os.environ)
+        return check_health(os.environ if environ is None else environ)
     try:
-        settings = load_settings(os.environ)
+        settings = load_settings(os.environ if environ is None else environ)
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
-        return 2
+        return ExitCode.UNUSABLE
     configure_logging(settings.log_level, settings.log_format, settings.timezone,
                       secrets=[settings.api_key, settings.notification_secret])
     structlog.get_logger("monitor").info("monitor_started", once=args.once, config=settings.redacted())
@@ -104,7 +98,7 @@ def main(argv=None) -> int:
         ok = monitor.poll_once()
         sys.stdout.write(monitor.exposition().decode("utf-8"))
         sys.stdout.flush()
-        return 0 if ok else 1
+        return ExitCode.OK if ok else ExitCode.PARTIAL
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before serving, so an early SIGTERM is graceful too
         signal.signal(sig, lambda *_: stop.set())
@@ -114,7 +108,7 @@ def main(argv=None) -> int:
                                web=settings.web_config).start()
     except OSError as exc:  # e.g. port 9100 already taken by node_exporter
         print(f"cannot listen on {settings.metrics_addr}:{settings.metrics_port}: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.UNUSABLE
     if receiver is not None:
         receiver.start()
     try:

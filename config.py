@@ -102,6 +102,8 @@ class Settings:
     max_pending_pipelines: int = DEFAULT_MAX_PENDING_PIPELINES
     trigger_new_blueprints: bool = True
     max_reruns: int = 1
+    retry_failed_after_minutes: float = 30.0
+    retry_failed_times: int = 3
     scope_config_entities: tuple[str, ...] | None = None
     deployment_pattern: str | None = None
     production_pattern: str | None = None
@@ -302,6 +304,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         max_pending_pipelines=r.number("MAX_PENDING_PIPELINES", DEFAULT_MAX_PENDING_PIPELINES, int, 0),
         trigger_new_blueprints=r.boolean("TRIGGER_NEW_BLUEPRINTS", True),
         max_reruns=r.number("MAX_RERUNS", 1, int, 0),
+        retry_failed_after_minutes=r.number("RETRY_FAILED_AFTER_MINUTES", 30.0, float, 0.1),
+        retry_failed_times=r.number("RETRY_FAILED_TIMES", 3, int, 0),
         scope_config_entities=r.convert(
             "SCOPE_CONFIG_ENTITIES", None, _parse_entities,
             "a comma-separated list of " + ", ".join(sorted(DOMAIN_TYPES))),

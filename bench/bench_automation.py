@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark the daily run against the fake DevLake with injected latency.
 
-Prints wall time, API calls (total and mutating) and peak memory for:
+The fake runs in a child process (bench/fake_process.py). Prints wall time, API calls
+(total and mutating) and peak memory for:
   1. a first run that creates everything (scopes, scope configs, projects, blueprints, triggers),
   2. a second run with nothing new (target: zero mutating calls, only paged lists).
 Targets (issue #2): 5,000 repositories over 4 plugins at 20 ms per call: <= 3 calls
@@ -22,8 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pytz  # noqa: E402
 
+from bench.fake_process import FakeHandle  # noqa: E402
 from config import load_settings  # noqa: E402
-from modules.runner import build_client, run_once  # noqa: E402
+from modules.changes import Outcome  # noqa: E402
+from modules.client import build_client  # noqa: E402
+from modules.runner import run_once  # noqa: E402
 from sandbox.fake_devlake import FakeDevLake  # noqa: E402
 from utils.logging import configure_logging  # noqa: E402
 
@@ -42,18 +46,37 @@ def populate(fake: FakeDevLake, total: int) -> None:
             fake.add_remote_scope(plugin, cid, f"repo-{i}", parent_id=parent)
 
 
-def measure(fake: FakeDevLake, settings, label: str) -> dict:
-    fake.reset_log()
+def fake_process(conn, latency: float) -> None:
+    """The fake DevLake in a child process: the daemon's parsing and the fake's serialising
+    do not share one interpreter lock, as they would not against a real DevLake."""
+    with FakeDevLake(latency=latency) as fake:
+        conn.send(fake.url)
+        while True:
+            command, args = conn.recv()
+            if command == "stop":
+                conn.send(None)
+                return
+            if command == "populate":
+                populate(fake, args["total"])
+                conn.send(None)
+            elif command == "reset_log":
+                fake.reset_log()
+                conn.send(None)
+            elif command == "counts":
+                routes = Counter(f"{r.method} {_route(r.path)}" for r in fake.requests)
+                conn.send((fake.count(), fake.mutating_count(), dict(routes.most_common(8))))
+
+
+def measure(fake: FakeHandle, settings, label: str) -> dict:
+    fake("reset_log")
     client = build_client(settings)
     now = datetime(2026, 11, 23, 18, 0, tzinfo=pytz.UTC).astimezone(settings.timezone)
     started = time.perf_counter()
-    code, ctx = run_once(settings, client, now)
+    code, report = run_once(settings, client, now)
     wall = time.perf_counter() - started
-    by_route = Counter(f"{r.method} {_route(r.path)}" for r in fake.requests)
-    row = {"run": label, "exit": code, "wall_s": round(wall, 2), "calls": fake.count(),
-           "mutating": fake.mutating_count(), "created": ctx.summary.created,
-           "failed": ctx.summary.failed, "by_route": dict(by_route.most_common(8))}
-    return row
+    calls, mutating, by_route = fake("counts")
+    return {"run": label, "exit": code, "wall_s": round(wall, 2), "calls": calls, "mutating": mutating,
+            "created": report.count(Outcome.CREATED), "failed": report.failed, "by_route": by_route}
 
 
 def _route(path: str) -> str:
@@ -71,8 +94,9 @@ def main() -> int:
     if args.quick:
         args.repos, args.latency_ms = 200, 5.0
     configure_logging("WARNING", "json")
-    with FakeDevLake(latency=args.latency_ms / 1000.0) as fake:
-        populate(fake, args.repos)
+    fake = FakeHandle(fake_process, args.latency_ms / 1000.0)
+    try:
+        fake("populate", total=args.repos)
         settings = load_settings({
             "DEVLAKE_URL": fake.url, "STATE_DIR": tempfile.mkdtemp(prefix="bench-state-"),
             "PLUGINS": ",".join(SPLIT), "DEVLAKE_MAX_CONCURRENCY": str(args.concurrency),
@@ -80,6 +104,8 @@ def main() -> int:
         print(f"repositories={args.repos} latency_ms={args.latency_ms} concurrency={args.concurrency}")
         first = measure(fake, settings, "first (creates everything)")
         second = measure(fake, settings, "second (nothing new)")
+    finally:
+        fake.stop()
     for row in (first, second):
         print(f"{row['run']:<28} exit={row['exit']} wall={row['wall_s']}s calls={row['calls']} "
               f"mutating={row['mutating']} created={row['created']} failed={row['failed']}")

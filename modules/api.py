@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from urllib.parse import quote
 
@@ -100,6 +101,32 @@ class DevLakeClient:
                 return
         raise DevLakeError(f"more than {MAX_PAGES} pages", method="GET", path=path)
 
+    def _paginate_concurrently(self, path: str, items_key: str, page_size: int, workers: int,
+                               params: dict | None = None) -> list[dict]:
+        """All items of a page/count list: page 1 first, then the rest `workers` at a time (§10).
+
+        Saves a round trip per page on long lists; without a `count` it falls back to paging on.
+        """
+        first = self.get(path, **(params or {}), page=1, pageSize=page_size)
+        items = list(_field(first, items_key, list, "GET", path, allow_null=True) or [])
+        count = first.get("count")
+        if len(items) < page_size or not isinstance(count, int) or count <= page_size:
+            return items
+        last_page = min(-(-count // page_size), MAX_PAGES)
+
+        def page(n: int) -> list[dict]:
+            body = self.get(path, **(params or {}), page=n, pageSize=page_size)
+            return _field(body, items_key, list, "GET", path, allow_null=True) or []
+
+        if workers <= 1:
+            for n in range(2, last_page + 1):
+                items.extend(page(n))
+            return items
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="page") as pool:
+            for rest in pool.map(page, range(2, last_page + 1)):
+                items.extend(rest)
+        return items
+
     # -- discovery (§2, §3) ------------------------------------------------------------------
 
     def ping(self) -> None:
@@ -139,10 +166,10 @@ class DevLakeClient:
 
     # -- scopes (§5) and scope configs (§6) --------------------------------------------------
 
-    def iter_scopes(self, plugin: str, connection_id: int) -> Iterator[dict]:
+    def iter_scopes(self, plugin: str, connection_id: int, workers: int = 1) -> Iterator[dict]:
         """Scopes DevLake tracks, unwrapped: each item is `{"scope": {...}, "scopeConfig": ...}` (§0 #3)."""
         path = f"/plugins/{enc(plugin)}/connections/{connection_id}/scopes"
-        for item in self._paginate(path, "scopes", SCOPES_PAGE_SIZE):
+        for item in self._paginate_concurrently(path, "scopes", SCOPES_PAGE_SIZE, workers):
             scope = item.get("scope") if isinstance(item, dict) else None
             if not isinstance(scope, dict):
                 raise DevLakeError("scope list item is not {\"scope\": {...}}", method="GET", path=path)
@@ -163,17 +190,17 @@ class DevLakeClient:
 
     # -- projects (§7), blueprints (§8), pipelines (§9) --------------------------------------
 
-    def iter_projects(self, keyword: str | None = None) -> Iterator[dict]:
+    def iter_projects(self, keyword: str | None = None, workers: int = 1) -> Iterator[dict]:
         """Projects with `blueprint` and `lastPipeline`; by list, never by name in the path (§0 #20)."""
         params = {"keyword": keyword} if keyword else None
-        return self._paginate("/projects", "projects", LIST_PAGE_SIZE, params)
+        return iter(self._paginate_concurrently("/projects", "projects", LIST_PAGE_SIZE, workers, params))
 
     def create_project(self, body: dict) -> dict:
         return _dict(self._request("POST", "/projects", json_body=body), "POST", "/projects")
 
-    def iter_blueprints(self, label: str | None = None) -> Iterator[dict]:
+    def iter_blueprints(self, label: str | None = None, workers: int = 1) -> Iterator[dict]:
         params = {"label": label} if label else None
-        return self._paginate("/blueprints", "blueprints", LIST_PAGE_SIZE, params)
+        return iter(self._paginate_concurrently("/blueprints", "blueprints", LIST_PAGE_SIZE, workers, params))
 
     def get_blueprint(self, blueprint_id: int) -> dict:
         path = f"/blueprints/{int(blueprint_id)}"

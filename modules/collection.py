@@ -1,10 +1,9 @@
-"""Driving collection: trigger new blueprints, rerun failed pipelines a bounded number of times."""
+"""Collection rules: DevLake's "already running" answers, and bounded reruns of failed pipelines."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from modules.api import DevLakeError
-from modules.context import PlannedChange, RunContext
 from utils.statefile import CorruptStateFile, atomic_write_json, read_json
 
 RERUN_STATE_FILE = "automation_reruns.json"
@@ -15,19 +14,6 @@ ALREADY_RUNNING = ("pending pipelines", "pipeline is running", "waiting to run")
 
 def already_running(exc: DevLakeError) -> bool:
     return exc.status == 400 and any(s in (exc.message or "") for s in ALREADY_RUNNING)
-
-
-def trigger(ctx: RunContext, blueprint_id: int, project: str) -> None:
-    """First collection of a blueprint created in this run."""
-    change = PlannedChange("pipeline", "trigger", project, f"blueprint {blueprint_id}")
-    try:
-        pipeline = ctx.api.trigger_blueprint(blueprint_id)
-        ctx.log.info("collection_triggered", project=project, pipeline_id=pipeline.get("id"))
-    except DevLakeError as exc:
-        if not already_running(exc):
-            raise
-        ctx.log.info("collection_already_running", project=project, blueprint_id=blueprint_id)
-    ctx.record("created", "pipeline_triggered", change)
 
 
 class RerunLedger:
@@ -58,23 +44,10 @@ class RerunLedger:
         atomic_write_json(self.path, self.counts)
 
 
-def rerun_if_failed(ctx: RunContext, ledger: RerunLedger, project: dict) -> None:
-    """Rerun a managed project's latest pipeline when it ended TASK_FAILED, at most MAX_RERUNS times."""
+def rerun_candidate(project: dict, ledger_count: int, max_reruns: int) -> int | None:
+    """The id of a managed project's latest pipeline to rerun: it ended TASK_FAILED and was
+    rerun fewer than MAX_RERUNS times. None otherwise."""
     last = project.get("lastPipeline") or {}
     if last.get("status") != "TASK_FAILED" or not isinstance(last.get("id"), int):
-        return
-    name = project.get("name")
-    if ledger.count(last["id"]) >= ctx.settings.max_reruns:
-        ctx.log.info("rerun_limit_reached", project=name, pipeline_id=last["id"],
-                     reruns=ledger.count(last["id"]))
-        return
-    change = PlannedChange("pipeline", "rerun", str(name), f"pipeline {last['id']}")
-    if not ctx.dry_run:
-        try:
-            ctx.api.rerun_pipeline(last["id"])
-            ctx.log.info("pipeline_rerun", project=name, pipeline_id=last["id"])
-        except DevLakeError as exc:
-            if not already_running(exc):
-                raise
-        ledger.add(last["id"])
-    ctx.record("updated", "pipeline_rerun", change)
+        return None
+    return last["id"] if ledger_count < max_reruns else None

@@ -5,6 +5,14 @@ from dataclasses import dataclass
 
 from config import Settings
 from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeNotFound, enc
+from modules.client import unusable_hint
+
+# Limits of what DevLake can list upstream: a connection may hold more than the automation sees.
+LISTING_LIMITS = {
+    "bitbucket": "DevLake lists at most 100 repositories per Bitbucket workspace and 100 workspaces "
+                 "(backend/plugins/bitbucket/api/remote_api.go never returns a page token)",
+    "circleci": "DevLake lists only the CircleCI projects the token's user follows",
+}
 
 
 @dataclass
@@ -26,7 +34,7 @@ def run_doctor(settings: Settings, client: DevLakeClient) -> tuple[int, list[Che
         auth = "with API key (/rest)" if settings.api_key else "without API key"
         checks.append(Check(True, f"credentials accepted {auth}"))
     except DevLakeAuthError as exc:
-        checks.append(Check(False, f"credentials rejected: {exc.message} — check DEVLAKE_API_KEY"))
+        checks.append(Check(False, f"credentials rejected: {exc.message} — {unusable_hint(exc, settings)}"))
         return 2, checks
     except DevLakeError as exc:
         checks.append(Check(False, f"DevLake not usable at {settings.api_base_url}: {exc}"))
@@ -49,6 +57,8 @@ def _check_plugin(client: DevLakeClient, plugin: str) -> list[Check]:
     if not conns:
         return [Check(True, f"plugin {plugin}: no connections")]
     out = []
+    if plugin in LISTING_LIMITS:
+        out.append(Check(True, f"plugin {plugin}: note: {LISTING_LIMITS[plugin]}"))
     for conn in conns:
         label = f"plugin {plugin} connection {conn.get('id')} ({conn.get('name')!r})"
         try:

@@ -1,17 +1,23 @@
-"""Projects and blueprints: one DevLake project per scope, and each managed blueprint's timeAfter."""
+"""Projects and blueprints: what DevLake has, project names, and the fields of a managed blueprint.
+
+Everything here is pure: it reads what was observed and returns decisions.
+"""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from modules.api import DevLakeClient, DevLakeError, DevLakeUnavailable
-from modules.context import PlannedChange, RunContext
+from config import Settings
 from modules.scopes import ScopeRef
-from utils.blueprints import previous_saturday, time_after_change
-from utils.datetime import format_devlake_time, parse_devlake_time
+from utils.blueprints import previous_saturday
+from utils.datetime import format_devlake_time
 
 MANAGED_LABEL = "managed-by/devlake-automation"
 MARKER_PREFIX = "Managed by devlake-automation: "
-MAX_PROJECT_NAME = 100  # DevLake rejects longer names with 400 (§7)
+# DevLake compares Go `len(name)`, i.e. UTF-8 bytes, with 100 and answers
+# 400 "Project name is too long." (backend/server/api/project/project.go; devlake-api.md §7).
+MAX_PROJECT_NAME_BYTES = 100
 
 
 def marker(scope: ScopeRef) -> str:
@@ -30,12 +36,12 @@ class ProjectIndex:
     tracked: dict[tuple, int] = field(default_factory=dict)  # scope key -> blueprint id
 
     @classmethod
-    def load(cls, api: DevLakeClient) -> ProjectIndex:
+    def build(cls, projects: list[dict], blueprints: list[dict]) -> ProjectIndex:
         index = cls()
-        for project in api.iter_projects():
+        for project in projects:
             if isinstance(project.get("name"), str):
                 index.projects[project["name"]] = project
-        for bp in api.iter_blueprints():
+        for bp in blueprints:
             if not isinstance(bp.get("id"), int):
                 continue
             index.blueprints[bp["id"]] = bp
@@ -53,109 +59,71 @@ class ProjectIndex:
         return project is not None and (project.get("description") or "") == marker(scope)
 
 
-def candidate_names(ctx: RunContext, scope: ScopeRef) -> list[str]:
-    """The template's name first; then the scope's full name, then one made unique by ids."""
+def fits(name: str) -> bool:
+    return 0 < len(name.encode("utf-8")) <= MAX_PROJECT_NAME_BYTES
+
+
+def shortened_name(name: str, scope: ScopeRef) -> str:
+    """`name` cut at a character boundary to fit 100 bytes with a stable suffix from the scope key,
+    so a long CJK or accented name still gets a project, unique and the same on every run."""
+    suffix = "~" + hashlib.sha256("/".join(map(str, scope.key)).encode()).hexdigest()[:8]
+    room = MAX_PROJECT_NAME_BYTES - len(suffix.encode("utf-8"))
+    head = name.encode("utf-8")[:room].decode("utf-8", errors="ignore")
+    return head + suffix
+
+
+def candidate_names(template: str, scope: ScopeRef) -> list[str]:
+    """The template's name first; then the scope's full name, then one made unique by ids;
+    when none fits in 100 bytes, the first shortened with a stable suffix."""
     plugin, cid, sid = scope.key
     fields = dict(plugin=plugin, name=scope.name, full_name=scope.full_name, connection_id=cid,
                   connection_name=scope.connection.name, scope_id=sid)
-    names = [ctx.settings.project_name_template.format(**fields),
-             f"{plugin}/{scope.full_name}", f"{plugin}/{cid}/{scope.full_name}#{sid}"]
-    return list(dict.fromkeys(n for n in names if n))
+    names = [template.format(**fields), f"{plugin}/{scope.full_name}", f"{plugin}/{cid}/{scope.full_name}#{sid}"]
+    fitting = [n for n in dict.fromkeys(names) if fits(n)]
+    return fitting + [shortened_name(names[0], scope)]
 
 
-def assign_names(ctx: RunContext, index: ProjectIndex, untracked: list[ScopeRef]) -> dict[ScopeRef, str]:
+def assign_names(template: str, index: ProjectIndex,
+                 untracked: list[ScopeRef]) -> tuple[dict[ScopeRef, str], list[ScopeRef]]:
     """Pick each untracked scope's project name before any write, deterministically.
 
     Scopes are taken in a stable order and each takes its first candidate that
     is free (or already its own, from an earlier interrupted run), so two repos
-    both called `api` do not race for `github/api`. A scope with no free name
-    of at most 100 characters is left out and reported.
+    both called `api` do not race for `github/api`. Returns the names and the
+    scopes left without one.
     """
-    taken = {name for name in index.projects}
+    taken = set(index.projects)
     names: dict[ScopeRef, str] = {}
+    unnamed: list[ScopeRef] = []
     for scope in sorted(untracked, key=lambda s: (s.key[0], s.key[1], s.full_name, s.scope_id)):
-        for name in candidate_names(ctx, scope):
-            if len(name) <= MAX_PROJECT_NAME and (name not in taken or index.is_ours(name, scope)):
-                names[scope] = name
-                taken.add(name)
-                break
-        else:
-            ctx.log.error("no_free_project_name", connection=scope.connection.label, scope_id=scope.scope_id)
-            ctx.record("failed", failure=f"{scope.connection.label} scope {scope.scope_id}: no free project name")
-    return names
+        name = next((n for n in candidate_names(template, scope)
+                     if n not in taken or index.is_ours(n, scope)), None)
+        if name is None:
+            unnamed.append(scope)
+            continue
+        names[scope] = name
+        taken.add(name)
+    return names, unnamed
 
 
-def ensure_project(ctx: RunContext, index: ProjectIndex, scope: ScopeRef, name: str) -> int | None:
-    """Give an untracked scope its own project and connected, labelled blueprint.
-
-    Returns the blueprint id when one was created or completed (to trigger), else None.
-    """
-    change = PlannedChange("project", "create", name, f"{scope.connection.label} scope {scope.scope_id}")
-    if ctx.dry_run:
-        ctx.record("created", "project_created", change)
-        return None
-    project = index.projects.get(name) or _create_project(ctx, index, name, scope)
-    blueprint = project.get("blueprint") or {}
-    if not isinstance(blueprint.get("id"), int):
-        raise DevLakeError(f"project {name!r} has no blueprint")
-    ctx.api.patch_blueprint(blueprint["id"], _blueprint_body(ctx, scope))
-    ctx.record("created", "project_created", change)
-    ctx.log.info("project_created", project=name, blueprint_id=blueprint["id"],
-                 connection=scope.connection.label, scope_id=scope.scope_id)
-    return blueprint["id"]
+def time_after_target(settings: Settings, now: datetime) -> str:
+    return format_devlake_time(previous_saturday(now, settings.timezone))
 
 
-def _create_project(ctx: RunContext, index: ProjectIndex, name: str, scope: ScopeRef) -> dict:
-    body = {"name": name, "description": marker(scope),
-            "metrics": [{"pluginName": m, "pluginOption": {}, "enable": True}
-                        for m in ctx.settings.project_metrics]}
-    try:
-        return ctx.api.create_project(body)
-    except DevLakeError as exc:
-        # 400 "already exists" (someone raced us) or an ambiguous failure: the
-        # project may exist now. Read it back; adopt it only if it carries our marker.
-        ambiguous = isinstance(exc, DevLakeUnavailable) or (exc.status or 0) >= 500
-        if not (ambiguous or exc.status == 400):
-            raise
-        found = next((p for p in ctx.api.iter_projects(keyword=name) if p.get("name") == name), None)
-        if found is None or (found.get("description") or "") != marker(scope):
-            raise
-        ctx.log.info("project_write_reconciled", project=name)
-        index.projects[name] = found
-        return found
-
-
-def _blueprint_body(ctx: RunContext, scope: ScopeRef) -> dict:
+def new_blueprint_fields(scope: ScopeRef, settings: Settings, now: datetime) -> dict:
+    """Absolute values for the blueprint DevLake created with a managed project."""
     plugin, cid, sid = scope.key
     body = {
         "connections": [{"pluginName": plugin, "connectionId": cid, "scopes": [{"scopeId": sid}]}],
         "labels": [MANAGED_LABEL],
-        "timeAfter": format_devlake_time(previous_saturday(ctx.now, ctx.settings.timezone)),
+        "timeAfter": time_after_target(settings, now),
         "enable": True,
     }
-    if ctx.settings.blueprint_cron:
-        body["cronConfig"] = ctx.settings.blueprint_cron
+    if settings.blueprint_cron:
+        body["cronConfig"] = settings.blueprint_cron
     return body
 
 
-def sync_time_after(ctx: RunContext, blueprint: dict) -> None:
-    """Set one managed blueprint's timeAfter to the previous Saturday, if it differs (§1.5, §0 #22)."""
-    target = previous_saturday(ctx.now, ctx.settings.timezone)
-    current = parse_devlake_time(blueprint.get("timeAfter"))
-    decision = time_after_change(current, target)
-    name = blueprint.get("projectName") or blueprint.get("name")
-    if decision == "unchanged":
-        ctx.record("unchanged")
-        return
-    if decision == "keep_later":
-        ctx.log.warning("time_after_later_kept", project=name, current=blueprint.get("timeAfter"),
-                        target=format_devlake_time(target))
-        ctx.record("unchanged")
-        return
-    value = format_devlake_time(target)
-    change = PlannedChange("blueprint", "set_time_after", str(name),
-                           f"{blueprint.get('timeAfter')} -> {value}")
-    if not ctx.dry_run:
-        ctx.api.patch_blueprint(blueprint["id"], {"timeAfter": value})
-        ctx.log.info("time_after_set", project=name, blueprint_id=blueprint["id"], time_after=value)
-    ctx.record("updated", "time_after_set", change)
+def project_metrics(names: tuple[str, ...]) -> list[dict]:
+    """The body of POST /projects `metrics` (devlake-api.md §7)."""
+    return [{"pluginName": m, "pluginOption": {}, "enable": True} for m in names]

@@ -5,86 +5,74 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import schedule
 import structlog
 
 from config import Settings
-from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError
-from modules.context import RunContext
-from modules.orchestrator import run_cycle
-from utils.blueprints import previous_saturday
-from utils.datetime import format_devlake_time
-from utils.http import make_session
+from modules.api import DevLakeClient, DevLakeError
+from modules.changes import Outcome
+from modules.client import ExitCode, unusable_hint
+from modules.orchestrator import RunReport, run_cycle
+from modules.projects import time_after_target
 from utils.statefile import atomic_write_json
 
 LAST_RUN_FILE = "automation_last_run.json"
 HEARTBEAT_FILE = "automation_heartbeat"
 HEARTBEAT_MAX_AGE_SECONDS = 180
-EXIT_OK, EXIT_PARTIAL, EXIT_UNUSABLE = 0, 1, 2
 
 log = structlog.get_logger("automation")
 
 
-def build_client(settings: Settings, dry_run: bool = False) -> DevLakeClient:
-    session = make_session(api_key=settings.api_key, retries=settings.http_retries,
-                           backoff_seconds=settings.retry_backoff_seconds,
-                           pool_size=max(10, settings.max_concurrency))
-    return DevLakeClient(session, settings.api_base_url, timeout=settings.timeout_seconds, dry_run=dry_run)
-
-
 def run_once(settings: Settings, client: DevLakeClient, now: datetime, *, dry_run: bool = False,
-             stop: threading.Event | None = None,
-             monotonic: Callable[[], float] = time.monotonic) -> tuple[int, RunContext]:
-    """One full cycle; returns (exit code, context). 2 when DevLake is unusable before any work."""
+             stop: threading.Event | None = None, sleep: Callable[[float], None] = time.sleep,
+             monotonic: Callable[[], float] = time.monotonic) -> tuple[int, RunReport]:
+    """One full cycle; returns (exit code, report). 2 when DevLake is unusable before any work."""
     started = monotonic()
-    ctx = RunContext(client, settings, now, dry_run=dry_run, stop=stop or threading.Event())
     log.info("run_started", devlake_url=settings.devlake_url, dry_run=dry_run,
-             time_after_target=_target(settings, now))
+             time_after_target=time_after_target(settings, now))
     try:
-        ctx.installed_plugins = client.list_plugins()  # reachability and credentials, before any work
+        installed = client.list_plugins()  # reachability and credentials, before any work
     except DevLakeError as exc:
-        hint = " (check DEVLAKE_API_KEY)" if isinstance(exc, DevLakeAuthError) else ""
-        log.error("devlake_unusable", error=str(exc) + hint, status=exc.status)
-        _finish(settings, ctx, EXIT_UNUSABLE, monotonic() - started, now)
-        return EXIT_UNUSABLE, ctx
-    run_cycle(ctx)
-    code = EXIT_PARTIAL if ctx.summary.failed else EXIT_OK
-    _finish(settings, ctx, code, monotonic() - started, now)
-    return code, ctx
+        log.error("devlake_unusable", error=str(exc), status=exc.status, hint=unusable_hint(exc, settings))
+        report = RunReport(dry_run=dry_run)
+        report.plan.problems.append(f"DevLake unusable: {exc}")
+        _finish(settings, client, report, ExitCode.UNUSABLE, monotonic() - started, now)
+        return ExitCode.UNUSABLE, report
+    report = run_cycle(client, settings, now, installed, dry_run=dry_run, stop=stop, sleep=sleep)
+    code = ExitCode.PARTIAL if report.failed else ExitCode.OK
+    _finish(settings, client, report, code, monotonic() - started, now)
+    return code, report
 
 
-def _target(settings: Settings, now: datetime) -> str:
-    return format_devlake_time(previous_saturday(now, settings.timezone))
-
-
-def _finish(settings: Settings, ctx: RunContext, code: int, duration: float, now: datetime) -> None:
-    summary = ctx.summary
-    log.info("run_completed", exit_code=code, duration_seconds=round(duration, 3),
-             api_calls=ctx.api.calls, mutating_calls=ctx.api.mutating_calls,
-             stopped_early=ctx.stop.is_set(), **summary.as_log_fields())
-    for failure in summary.failures[:50]:
+def _finish(settings: Settings, client: DevLakeClient, report: RunReport, code: int, duration: float,
+            now: datetime) -> None:
+    log.info("run_completed", exit_code=int(code), duration_seconds=round(duration, 3),
+             api_calls=client.calls, mutating_calls=client.mutating_calls,
+             stopped_early=report.stopped, dry_run=report.dry_run, **report.as_log_fields())
+    for failure in report.failures()[:50]:
         log.warning("run_failure", detail=failure)
-    if ctx.dry_run:
+    if report.dry_run:
         return
-    write_last_run(settings.state_dir, code, summary, duration, now)
+    write_last_run(settings.state_dir, code, report, duration, now)
 
 
-def write_last_run(state_dir: Path, code: int, summary, duration: float, now: datetime) -> None:
+def write_last_run(state_dir: Path, code: int, report: RunReport, duration: float, now: datetime) -> None:
     """Leave the outcome where the monitor exposes it as metrics (devlake_automation_*)."""
     path = Path(state_dir) / LAST_RUN_FILE
     previous = _read_previous(path)
     epoch = now.timestamp()
-    outcome = {EXIT_OK: "success", EXIT_PARTIAL: "partial"}.get(code, "failed")
+    outcome = {ExitCode.OK: "success", ExitCode.PARTIAL: "partial"}.get(ExitCode(code), "failed")
+    changed = sum(report.count(o) for o in (Outcome.CREATED, Outcome.UPDATED, Outcome.ADOPTED))
     try:
         atomic_write_json(path, {
             "finished_at": now.isoformat(), "finished_at_epoch": epoch, "outcome": outcome,
-            "exit_code": code, "created": summary.created + summary.updated,
-            "unchanged": summary.unchanged, "failed": summary.failed,
+            "exit_code": int(code), "created": changed,
+            "unchanged": report.unchanged, "failed": report.failed,
             "duration_seconds": round(duration, 3),
-            "last_success_epoch": epoch if code == EXIT_OK else previous.get("last_success_epoch"),
+            "last_success_epoch": epoch if code == ExitCode.OK else previous.get("last_success_epoch"),
         })
     except OSError as exc:
         log.error("last_run_not_written", path=str(path), error=str(exc))
@@ -115,16 +103,70 @@ def heartbeat_fresh(state_dir: Path, now_epoch: float | None = None) -> bool:
     return age <= HEARTBEAT_MAX_AGE_SECONDS
 
 
-def run_daemon(settings: Settings, job: Callable[[], None], stop: threading.Event,
-               scheduler: schedule.Scheduler | None = None) -> None:
-    """Run `job` daily at DAILY_RUN_TIME in TIMEZONE until `stop` is set.
+class RetryingJob:
+    """The daily job, and the same-day retries of a run that ended with failed items.
+
+    A failed item costs a day if it waits for tomorrow: after a run with exit
+    code 1 (or 2: DevLake unusable) the whole cycle runs again RETRY_FAILED_AFTER_MINUTES later (it is
+    idempotent, so only what is still missing is written), at most
+    RETRY_FAILED_TIMES times, and never past the next daily run.
+    """
+
+    def __init__(self, job: Callable[[], int], settings: Settings, clock: Callable[[], datetime],
+                 next_daily: Callable[[], datetime | None]):
+        self.job, self.settings, self.clock, self.next_daily = job, settings, clock, next_daily
+        self.retries_done = 0
+        self.retry_at: datetime | None = None
+
+    def daily(self) -> None:
+        self.retries_done = 0
+        self._run()
+
+    def retry_if_due(self) -> bool:
+        if self.retry_at is None or self.clock() < self.retry_at:
+            return False
+        self.retry_at = None
+        self.retries_done += 1
+        log.info("failed_items_retry_started", retry=self.retries_done, of=self.settings.retry_failed_times)
+        self._run()
+        return True
+
+    def seconds_until_retry(self) -> float | None:
+        return None if self.retry_at is None else max(0.0, (self.retry_at - self.clock()).total_seconds())
+
+    def _run(self) -> None:
+        code = self.job()
+        self.retry_at = next_retry_at(code, self.retries_done, self.clock(), self.settings, self.next_daily())
+        if self.retry_at is not None:
+            log.info("failed_items_retry_scheduled", next_retry=self.retry_at.isoformat(),
+                     retry=self.retries_done + 1, of=self.settings.retry_failed_times)
+
+
+def next_retry_at(code: int, retries_done: int, finished_at: datetime, settings: Settings,
+                  next_daily: datetime | None) -> datetime | None:
+    """When to try a run's failed items again, or None (all done, retries spent, or tomorrow is sooner)."""
+    # DevLake unreachable at run time (2) loses the day as surely as failed items (1).
+    if code == ExitCode.OK or retries_done >= settings.retry_failed_times:
+        return None
+    at = finished_at + timedelta(minutes=settings.retry_failed_after_minutes)
+    if next_daily is not None and at >= next_daily:
+        return None
+    return at
+
+
+def run_daemon(settings: Settings, job: Callable[[], int], stop: threading.Event,
+               scheduler: schedule.Scheduler | None = None,
+               clock: Callable[[], datetime] | None = None) -> None:
+    """Run `job` daily at DAILY_RUN_TIME in TIMEZONE until `stop` is set; retry failed items the same day.
 
     Waits on the event, not sleep(), so SIGTERM ends the wait at once. A
     background thread touches the heartbeat file every 30 s, also while a long
     run is in progress, for the Docker HEALTHCHECK (`--healthcheck`).
     """
     scheduler = scheduler or schedule.Scheduler()
-    scheduler.every().day.at(settings.daily_run_time, str(settings.timezone)).do(job)
+    now = clock or (lambda: datetime.now(settings.timezone))
+    runs = RetryingJob(job, settings, now, lambda: _next_run_time(scheduler, settings))
+    scheduler.every().day.at(settings.daily_run_time, str(settings.timezone)).do(runs.daily)
     touch_heartbeat(settings.state_dir)
     beat = threading.Thread(target=_heartbeat_loop, args=(settings.state_dir, stop), daemon=True,
                             name="heartbeat")
@@ -132,11 +174,14 @@ def run_daemon(settings: Settings, job: Callable[[], None], stop: threading.Even
     log.info("daemon_started", daily_run_time=settings.daily_run_time, timezone=str(settings.timezone),
              next_run=_next_run(scheduler, settings))
     while not stop.is_set():
+        if runs.retry_if_due():
+            continue
         if scheduler.idle_seconds is not None and scheduler.idle_seconds <= 0:
             scheduler.run_pending()
             log.info("next_run_scheduled", next_run=_next_run(scheduler, settings))
             continue
-        stop.wait(timeout=min(60.0, max(0.0, scheduler.idle_seconds or 60.0)))
+        waits = [60.0, max(0.0, scheduler.idle_seconds or 60.0), runs.seconds_until_retry() or 60.0]
+        stop.wait(timeout=min(waits))
     log.info("daemon_stopped")
 
 
@@ -145,8 +190,11 @@ def _heartbeat_loop(state_dir: Path, stop: threading.Event, every: float = 30.0)
         touch_heartbeat(state_dir)
 
 
-def _next_run(scheduler: schedule.Scheduler, settings: Settings) -> str | None:
+def _next_run_time(scheduler: schedule.Scheduler, settings: Settings) -> datetime | None:
     nxt = scheduler.next_run  # naive local time of this machine
-    if nxt is None:
-        return None
-    return nxt.astimezone().astimezone(settings.timezone).isoformat()
+    return None if nxt is None else nxt.astimezone().astimezone(settings.timezone)
+
+
+def _next_run(scheduler: schedule.Scheduler, settings: Settings) -> str | None:
+    nxt = _next_run_time(scheduler, settings)
+    return None if nxt is None else nxt.isoformat()

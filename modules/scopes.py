@@ -4,7 +4,8 @@ A "scope" is a repository, board, job or plan, depending on the plugin.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from modules.api import DevLakeClient, DevLakeError
 
@@ -22,6 +23,7 @@ SCOPE_ID_FIELDS = {
 }
 PUT_BATCH_SIZE = 200
 MAX_GROUP_DEPTH = 50
+BITBUCKET_LISTING_CAP = 100
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,14 @@ class ScopeRef:
         return (self.connection.plugin, self.connection.id, self.scope_id)
 
 
+@dataclass
+class RemoteScopes:
+    """What a connection's remote-scopes walk found."""
+
+    scopes: dict[str, dict] = field(default_factory=dict)
+    capped_groups: list[str] = field(default_factory=list)  # listings DevLake cut at its limit
+
+
 def scope_id_field(plugin: str) -> str:
     return SCOPE_ID_FIELDS.get(plugin, "id")
 
@@ -65,35 +75,58 @@ def scope_ref(connection: Connection, row: dict) -> ScopeRef:
     return ScopeRef(connection, sid, name, str(full))
 
 
-def walk_remote_scopes(api: DevLakeClient, connection: Connection) -> dict[str, dict]:
+def walk_remote_scopes(api: DevLakeClient, connection: Connection, workers: int = 1) -> RemoteScopes:
     """Every scope upstream, as `{scope_id: data}`, walking groups to any depth (§4).
 
-    The same scope can appear under several groups (GitHub PAT lists org repos
-    under the user too, §0 #21), so entries are deduplicated by scope id. For
-    azuredevops_go external repos the entry id differs from `data.id`; the
-    scope id always comes from `data`.
+    Groups of one level are listed concurrently (`workers`), each following its
+    own page tokens. The same scope can appear under several groups (GitHub PAT
+    lists org repos under the user too, §0 #21), so entries are deduplicated by
+    scope id. For azuredevops_go external repos the entry id differs from
+    `data.id`; the scope id always comes from `data`.
     """
-    found: dict[str, dict] = {}
-    pending: list[tuple[str | None, int]] = [(None, 0)]
+    result = RemoteScopes()
+    level: list[str | None] = [None]
     visited: set[str | None] = set()
-    while pending:
-        group_id, depth = pending.pop()
-        if group_id in visited or depth > MAX_GROUP_DEPTH:
-            continue
-        visited.add(group_id)
-        for entry in api.iter_remote_children(connection.plugin, connection.id, group_id):
-            if entry.get("type") == "group" and entry.get("id") not in (None, ""):
-                pending.append((str(entry["id"]), depth + 1))
-            elif entry.get("type") == "scope" and isinstance(entry.get("data"), dict):
-                data = dict(entry["data"])
-                sid = scope_id_of(connection.plugin, data) or str(entry.get("id") or "")
-                if not sid:
-                    continue
-                data.setdefault(scope_id_field(connection.plugin), entry.get("id"))
-                data.setdefault("name", entry.get("name"))
-                data.setdefault("fullName", entry.get("fullName"))
-                found.setdefault(sid, data)
-    return found
+
+    def children(group_id: str | None) -> list[dict]:
+        return list(api.iter_remote_children(connection.plugin, connection.id, group_id))
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="remote") as pool:
+        for _depth in range(MAX_GROUP_DEPTH + 1):
+            level = [g for g in dict.fromkeys(level) if g not in visited]
+            if not level:
+                break
+            visited.update(level)
+            listings = list(pool.map(children, level))
+            next_level: list[str | None] = []
+            for group_id, entries in zip(level, listings, strict=True):
+                next_level.extend(_collect(connection, group_id, entries, result))
+            level = next_level
+    return result
+
+
+def _collect(connection: Connection, group_id: str | None, entries: list[dict], result: RemoteScopes) -> list[str]:
+    """Add one group's scopes to `result`; return its subgroups."""
+    groups: list[str] = []
+    scopes_here = 0
+    for entry in entries:
+        if entry.get("type") == "group" and entry.get("id") not in (None, ""):
+            groups.append(str(entry["id"]))
+        elif entry.get("type") == "scope" and isinstance(entry.get("data"), dict):
+            scopes_here += 1
+            data = dict(entry["data"])
+            sid = scope_id_of(connection.plugin, data) or str(entry.get("id") or "")
+            if not sid:
+                continue
+            data.setdefault(scope_id_field(connection.plugin), entry.get("id"))
+            data.setdefault("name", entry.get("name"))
+            data.setdefault("fullName", entry.get("fullName"))
+            result.scopes.setdefault(sid, data)
+    # DevLake's Bitbucket listing never pages past 100 repositories per workspace
+    # (backend/plugins/bitbucket/api/remote_api.go; devlake-api.md §0 #11).
+    if connection.plugin == "bitbucket" and group_id is not None and scopes_here >= BITBUCKET_LISTING_CAP:
+        result.capped_groups.append(group_id)
+    return groups
 
 
 def list_scopes(api: DevLakeClient, connection: Connection) -> dict[str, dict]:
@@ -109,25 +142,34 @@ def list_scopes(api: DevLakeClient, connection: Connection) -> dict[str, dict]:
 
 def new_scope_row(plugin: str, data: dict, scope_config_id: int | None) -> dict:
     """The PUT row for a scope new to DevLake, from its remote-scopes `data`."""
-    row = {k: v for k, v in data.items() if k != "connectionId"}
-    if plugin == "github":
-        # Without non-empty htmlUrl and cloneUrl DevLake calls GitHub once per repo (§0 #18);
-        # remote data spells it HTMLUrl.
-        html = row.get("htmlUrl") or row.get("HTMLUrl")
-        if html:
-            row["htmlUrl"] = html
-            row.setdefault("cloneUrl", html.rstrip("/") + ".git")
+    row = _with_github_urls(plugin, {k: v for k, v in data.items() if k != "connectionId"})
     if scope_config_id:
         row["scopeConfigId"] = scope_config_id
     return row
 
 
-def attach_row(row: dict, scope_config_id: int) -> dict:
+def attach_row(plugin: str, row: dict, scope_config_id: int | None) -> dict:
     """An existing row with a scope config added. PUT overwrites every column (§0 #5),
-    so the row goes back whole, exactly as DevLake listed it, plus scopeConfigId."""
-    out = dict(row)
-    out["scopeConfigId"] = scope_config_id
+    so the row goes back whole, exactly as DevLake listed it, plus scopeConfigId
+    (None: filled in by the applier once the connection's scope config exists)."""
+    out = _with_github_urls(plugin, dict(row))
+    if scope_config_id:
+        out["scopeConfigId"] = scope_config_id
     return out
+
+
+def _with_github_urls(plugin: str, row: dict) -> dict:
+    """GitHub rows need lowercase `htmlUrl` and `cloneUrl`: PutScopes checks `dict["htmlUrl"]`
+    (exact key) and otherwise calls GitHub once per row (backend/plugins/github/api/scope_api.go,
+    devlake-api.md §0 #18). Remote data and DevLake's own scope list spell it `HTMLUrl`."""
+    if plugin != "github":
+        return row
+    html = row.get("htmlUrl") or row.get("HTMLUrl")
+    if html:
+        row["htmlUrl"] = html
+        if not row.get("cloneUrl"):
+            row["cloneUrl"] = html.rstrip("/") + ".git"
+    return row
 
 
 def batches(rows: list[dict], size: int = PUT_BATCH_SIZE):

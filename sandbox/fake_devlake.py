@@ -26,7 +26,7 @@ from .blueprint_rules import make_plan
 from .common import FINISHED_STATUSES, ApiError, cron_matches, dumps, to_utc
 from .notifier import Notifier
 from .plugins import INT_ID_PLUGINS, build_scope_data, default_full_name, default_scope_id, scope_id_of
-from .server import App, FakeServer, Fault, RequestRecord
+from .server import TRANSIENT_KINDS, App, Chaos, FakeServer, Fault, RequestRecord
 from .state import State
 
 __all__ = ["FakeDevLake", "RequestRecord"]
@@ -367,9 +367,23 @@ class FakeDevLake:
         with self._app.log_lock:
             self._app.faults.append(fault)
 
+    def inject_random(self, rate: float, seed: int = 0, kinds: tuple[str, ...] | None = None) -> None:
+        """From now on, answer a share `rate` of requests with a random transient fault, seeded:
+        500 (before or after the write happens), 502, 503, or a connection reset (before or after
+        the write). `kinds` narrows them (see server.TRANSIENT_KINDS). rate 0 turns it off.
+        `random_faults_injected` counts what was injected, by kind."""
+        with self._app.log_lock:
+            self._app.chaos = Chaos(rate, seed, kinds or TRANSIENT_KINDS) if rate > 0 else None
+
+    @property
+    def random_faults_injected(self) -> dict[str, int]:
+        chaos = self._app.chaos
+        return dict(chaos.injected) if chaos is not None else {}
+
     def clear_faults(self) -> None:
         with self._app.log_lock:
             self._app.faults.clear()
+            self._app.chaos = None
 
 
 def _wire(obj):

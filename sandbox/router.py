@@ -40,6 +40,7 @@ class Response:
     body: bytes = b""
     content_type: str = "application/json; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
+    reset: bool = False  # close the connection without answering (a "connection reset")
 
 
 def json_response(status: int, obj) -> Response:

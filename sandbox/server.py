@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import socket
 import threading
@@ -50,8 +51,11 @@ class Fault:
     headers: dict
     delay: float
     after_write: bool
+    reset: bool = False
 
     def response(self) -> Response:
+        if self.reset:
+            return Response(0, b"", reset=True)
         if isinstance(self.body, dict) or isinstance(self.body, list):
             resp = json_response(self.status, self.body)
         elif isinstance(self.body, (str, bytes)):
@@ -61,6 +65,32 @@ class Fault:
             resp = json_response(self.status, error_body(f"injected fault ({self.status})"))
         resp.headers.update(self.headers or {})
         return resp
+
+
+# What a DevLake behind nginx answers now and then (devlake-api.md §1.3): 500 for MySQL lock
+# timeouts and deadlocks, before or after the write; 502/503 from nginx; connections reset.
+TRANSIENT_KINDS = ("500", "500_after_write", "502", "503", "reset", "reset_after_write")
+
+
+class Chaos:
+    """Seeded random transient faults on a share of the requests (`rate`, 0..1)."""
+
+    def __init__(self, rate: float, seed: int, kinds: tuple[str, ...] = TRANSIENT_KINDS):
+        self.rate, self.kinds = rate, kinds
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.injected: dict[str, int] = {}
+
+    def pick(self, method: str) -> Fault | None:
+        with self.lock:
+            if self.rng.random() >= self.rate:
+                return None
+            kind = self.rng.choice(self.kinds)
+            self.injected[kind] = self.injected.get(kind, 0) + 1
+        after_write = kind.endswith("_after_write") and method != "GET"
+        status = None if kind.startswith("reset") else int(kind[:3])
+        return Fault(method, re.compile(""), status, 1, None, {}, 0.0, after_write,
+                     reset=kind.startswith("reset"))
 
 
 def _canonical(raw_path: str) -> bool:
@@ -77,6 +107,7 @@ class App:
         self.api_key = api_key
         self.require_auth = require_auth
         self.faults: list[Fault] = []
+        self.chaos: Chaos | None = None
         self.records: list[RequestRecord] = []
         self.log_lock = threading.Lock()
 
@@ -87,7 +118,7 @@ class App:
                     if fault.times > 0:
                         fault.times -= 1
                     return fault
-        return None
+        return self.chaos.pick(method) if self.chaos is not None else None
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
         if self.latency:
@@ -102,11 +133,11 @@ class App:
         elif fault.after_write:  # an ambiguous write: it happens, the answer says otherwise
             resp = self.dispatch(method, path, is_rest, route_path, query, headers, body)
             time.sleep(fault.delay)
-            resp = resp if fault.status is None else fault.response()
+            resp = resp if fault.status is None and not fault.reset else fault.response()
         else:
             time.sleep(fault.delay)
             resp = (self.dispatch(method, path, is_rest, route_path, query, headers, body)
-                    if fault.status is None else fault.response())
+                    if fault.status is None and not fault.reset else fault.response())
         self.record(method, path, route_path, query, headers, body, resp.status)
         return resp
 
@@ -193,6 +224,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
         resp = self.server.app.handle(self.command, self.path, headers, body)
+        if resp.reset:  # drop the connection unanswered: the client sees a reset / remote disconnect
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
         self.send_response(resp.status)
         self.send_header("Content-Type", resp.content_type)
         self.send_header("Content-Length", str(len(resp.body)))

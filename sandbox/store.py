@@ -140,10 +140,12 @@ class PluginStore:
     def _normalize(self, plugin: str, cid: int, item: dict) -> tuple[str, dict]:
         field = SCOPE_ID_FIELD.get(plugin, "id")
         row = {**_RAW_DEFAULTS, **item, "connectionId": cid}
-        if plugin == "github" and row.get("htmlUrl") and not row.get("HTMLUrl"):
-            # mapstructure folds htmlUrl into HTMLUrl; the sent key is kept too (the fake keeps
-            # unknown keys as sent, so tests can see what the client put)
-            row["HTMLUrl"] = row["htmlUrl"]
+        if plugin == "github" and "htmlUrl" in row:
+            # mapstructure folds htmlUrl into HTMLUrl, the model's only field and JSON key
+            # (backend/plugins/github/models/repo.go): a listed row never has `htmlUrl`,
+            # so a client re-sending listed rows must add it itself (quirk #18)
+            html = row.pop("htmlUrl")
+            row["HTMLUrl"] = row.get("HTMLUrl") or html
         value = row.get(field)
         if plugin in INT_ID_PLUGINS and value is not None:
             value = row[field] = weak_int(value, field)

@@ -9,7 +9,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 USER_AGENT = "devlake-automation/1.0"
-RETRY_STATUSES = (429, 502, 503, 504)
+# DevLake answers 500 for database lock timeouts and deadlocks on any route; nginx
+# answers 502/503/504. Only idempotent requests are retried (RETRY_METHODS).
+RETRY_STATUSES = (429, 500, 502, 503, 504)
 # PUT (scope upsert) and PATCH (we only send absolute values) are idempotent in
 # the way we use them; POST is left out: a POST that may have succeeded is
 # reconciled by reading back, never re-sent blindly.
@@ -37,7 +39,7 @@ class _InjectableSleepRetry(Retry):
 
 def make_retry(retries: int, backoff_seconds: float,
                sleep: Callable[[float], None] = time.sleep) -> Retry:
-    """Exponential backoff on 429/502/503/504 and connection errors, honouring Retry-After."""
+    """Exponential backoff on 429/5xx, timeouts and connection errors, honouring Retry-After."""
     retry_class = type("DevLakeRetry", (_InjectableSleepRetry,), {"sleep_function": staticmethod(sleep)})
     return retry_class(
         total=retries,

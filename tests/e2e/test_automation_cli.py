@@ -85,6 +85,17 @@ def test_missing_url_exits_2_with_one_message_and_no_traceback():
     assert "Traceback" not in proc.stderr
 
 
+def test_auth_enabled_without_api_key_says_to_create_one(fake, tmp_path):
+    fake.require_auth = True  # DevLake with AUTH_ENABLED=true (apache/incubator-devlake#8878)
+    env = {"DEVLAKE_URL": fake.url, "STATE_DIR": str(tmp_path), "DEVLAKE_RETRY_BACKOFF_SECONDS": "0"}
+    proc = cli("--once", env=env)
+    assert proc.returncode == 2
+    unusable = next(e for e in log_events(proc.stderr) if e["event"] == "devlake_unusable")
+    assert "create an API key in DevLake's UI" in unusable["hint"] and "DEVLAKE_API_KEY" in unusable["hint"]
+    proc = cli("--doctor", env=env)
+    assert proc.returncode == 2 and "set DEVLAKE_API_KEY" in proc.stdout
+
+
 def test_doctor_reports_each_connection(fake, tmp_path):
     proc = cli("--doctor", env=env_for(fake, tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -107,6 +118,9 @@ def test_daemon_logs_next_run_and_stops_on_sigterm(fake, tmp_path):
     proc = subprocess.Popen([sys.executable, "manage_projects.py"], cwd=ROOT, env=env,
                             stderr=subprocess.PIPE, text=True)
     try:
+        started = json.loads(proc.stderr.readline())
+        assert started["event"] == "automation_started" and started["mode"] == "daemon"
+        assert started["config"]["api_key"] == "***" and started["config"]["retry_failed_times"] == 3
         first = json.loads(proc.stderr.readline())
         assert first["event"] == "daemon_started" and first["next_run"].endswith("+07:00")
         assert "T03:00:00" in first["next_run"]

@@ -7,11 +7,11 @@ import pytest
 import pytz
 
 from config import load_settings
-from modules.api import DevLakeClient
+from modules.changes import CreateProject, CreateScopeConfig, Outcome, PutScopes
+from modules.client import build_client
 from modules.projects import MANAGED_LABEL
 from modules.runner import run_once
 from sandbox.fake_devlake import FakeDevLake
-from utils.http import make_session
 
 VN = pytz.timezone("Asia/Ho_Chi_Minh")
 NOW = VN.localize(datetime(2026, 11, 25, 18, 0))            # a Wednesday
@@ -48,10 +48,8 @@ def settings_for(fake, tmp_path, **env):
 
 def run(fake, tmp_path, now=NOW, sleeps=None, **env):
     settings = settings_for(fake, tmp_path, **env)
-    session = make_session(api_key=settings.api_key, retries=settings.http_retries, backoff_seconds=0,
-                           sleep=(sleeps.append if sleeps is not None else lambda s: None))
-    client = DevLakeClient(session, settings.api_base_url, timeout=settings.timeout_seconds)
-    return run_once(settings, client, now)
+    sleep = sleeps.append if sleeps is not None else (lambda s: None)
+    return run_once(settings, build_client(settings, sleep=sleep), now, sleep=sleep)
 
 
 def managed(fake):
@@ -60,14 +58,14 @@ def managed(fake):
 
 def test_first_run_tracks_every_upstream_scope(fake, world, tmp_path):
     code, ctx = run(fake, tmp_path)
-    assert code == 0, ctx.summary.failures
+    assert code == 0, ctx.failures()
     # scopes: deduplicated (repo0 listed twice upstream), each with the connection's scope config
     gh_scopes = fake.scopes("github", world["gh"])
     assert sorted(str(s["githubId"]) for s in gh_scopes) == sorted(world["repos"])
     config = fake.scope_configs("github", world["gh"])
     assert [c["name"] for c in config] == [f"devlake-automation-github-{world['gh']}"]
     assert {s.get("scopeConfigId") for s in gh_scopes} == {config[0]["id"]}
-    assert all(s.get("htmlUrl") and s.get("cloneUrl") for s in gh_scopes)
+    assert all(s.get("HTMLUrl") and s.get("cloneUrl") for s in gh_scopes)
     assert fake.github_api_calls == 0
     # one project per scope, named {plugin}/{name}, blueprint connected to exactly that scope
     bps = managed(fake)
@@ -89,7 +87,7 @@ def test_second_run_changes_nothing_and_reads_only_lists(fake, world, tmp_path):
     code, ctx = run(fake, tmp_path)
     assert code == 0
     assert fake.mutating_count() == 0
-    assert ctx.summary.created == ctx.summary.updated == 0
+    assert ctx.count(Outcome.CREATED) == ctx.count(Outcome.UPDATED) == 0 and not ctx.plan.changes
     assert all(r.method == "GET" for r in fake.requests)
     # no per-repository request: only lists (scopes, remote-scopes, configs, projects, blueprints)
     assert not [r.path for r in fake.requests if "/projects/" in r.path or "/blueprints/" in r.path]
@@ -176,13 +174,13 @@ def test_pending_pipeline_answers_are_not_errors(fake, world, tmp_path):
     fake.inject("POST", r"/blueprints/\d+/trigger", status=400, times=-1,
                 body={"success": False, "message": "there are pending pipelines of current blueprint already"})
     code, ctx = run(fake, tmp_path)
-    assert code == 0 and ctx.summary.failed == 0
+    assert code == 0 and ctx.failed == 0
 
 
 def test_one_failing_connection_does_not_stop_the_others(fake, world, tmp_path):
     fake.inject("GET", r"/plugins/github/connections/\d+/scopes", status=500, times=-1)
     code, ctx = run(fake, tmp_path)
-    assert code == 1 and ctx.summary.failed >= 1
+    assert code == 1 and ctx.failed >= 1
     assert sorted(managed(fake)) == ["jira/Board 0", "jira/Board 1"]
 
 
@@ -208,7 +206,7 @@ def test_retries_429_and_503_honouring_retry_after(fake, world, tmp_path):
 def test_ambiguous_project_post_is_reconciled_not_duplicated(fake, world, tmp_path, fault):
     fake.inject("POST", r"^/projects$", times=1, **fault)
     code, ctx = run(fake, tmp_path, PLUGINS="jira", DEVLAKE_TIMEOUT_SECONDS="1")
-    assert code == 0, ctx.summary.failures
+    assert code == 0, ctx.failures()
     assert sorted(managed(fake)) == ["jira/Board 0", "jira/Board 1"]
     assert len([p for p in fake.projects if p.startswith("jira/")]) == 2
 
@@ -221,11 +219,13 @@ def test_ambiguous_scope_config_post_is_reconciled(fake, world, tmp_path):
 
 
 def test_blueprint_patch_failure_is_completed_next_run(fake, world, tmp_path):
-    fake.inject("PATCH", r"/blueprints/\d+", status=500, times=1)
-    code, _ = run(fake, tmp_path, PLUGINS="jira")
-    assert code == 1
+    fake.inject("PATCH", r"/blueprints/\d+", status=500, times=-1)
+    code, report = run(fake, tmp_path, PLUGINS="jira")
+    assert code == 1 and report.count(Outcome.FAILED) == 2
+    assert not [p for p in fake.pipelines.values()]  # no trigger for a blueprint left unconnected
+    fake.clear_faults()
     code, ctx = run(fake, tmp_path, PLUGINS="jira")
-    assert code == 0, ctx.summary.failures
+    assert code == 0, ctx.failures()
     assert sorted(managed(fake)) == ["jira/Board 0", "jira/Board 1"]
     assert len([p for p in fake.projects if p.startswith("jira/")]) == 2
 
@@ -233,7 +233,7 @@ def test_blueprint_patch_failure_is_completed_next_run(fake, world, tmp_path):
 def test_api_key_goes_under_rest_and_names_never_in_paths(fake, world, tmp_path):
     fake.api_key = "s3cr3t-key"
     code, ctx = run(fake, tmp_path, DEVLAKE_API_KEY="s3cr3t-key")
-    assert code == 0, ctx.summary.failures
+    assert code == 0, ctx.failures()
     assert len(managed(fake)) == 5
     assert all(r.raw_path.startswith("/rest/") for r in fake.requests)
 
@@ -246,9 +246,9 @@ def test_bad_api_key_is_unusable(fake, world, tmp_path):
 
 def test_dry_run_makes_no_writes(fake, world, tmp_path):
     settings = settings_for(fake, tmp_path)
-    client = DevLakeClient(make_session(api_key=None, retries=0, backoff_seconds=0), fake.url, dry_run=True)
-    code, ctx = run_once(settings, client, NOW, dry_run=True)
+    code, report = run_once(settings, build_client(settings, dry_run=True), NOW, dry_run=True)
     assert code == 0 and fake.mutating_count() == 0
-    planned = {(c.kind, c.action) for c in ctx.plan}
-    assert {("project", "create"), ("scope", "create"), ("scope_config", "create")} <= planned
-    assert len([c for c in ctx.plan if c.kind == "project"]) == 5
+    kinds = {type(c) for c in report.plan.changes}
+    assert {CreateProject, PutScopes, CreateScopeConfig} <= kinds
+    assert len([c for c in report.plan.changes if isinstance(c, CreateProject)]) == 5
+    assert not report.results

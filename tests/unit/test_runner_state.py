@@ -3,15 +3,22 @@ import os
 import time
 from datetime import UTC, datetime
 
-from modules.context import RunSummary
+from modules.changes import Outcome, Plan, Result, TriggerBlueprint
+from modules.orchestrator import RunReport
 from modules.runner import heartbeat_fresh, touch_heartbeat, write_last_run
+
+
+def report(created=0, unchanged=0, failed=0) -> RunReport:
+    results = [Result(TriggerBlueprint(f"p{i}", i), Outcome.CREATED) for i in range(created)]
+    results += [Result(TriggerBlueprint(f"f{i}", i), Outcome.FAILED, error="boom") for i in range(failed)]
+    return RunReport(plan=Plan(unchanged=unchanged), results=results)
 
 
 def test_last_run_keeps_the_last_success_through_a_partial_run(tmp_path):
     ok_at = datetime(2026, 11, 21, 11, 0, tzinfo=UTC)
-    write_last_run(tmp_path, 0, RunSummary(created=3, unchanged=7), 1.5, ok_at)
+    write_last_run(tmp_path, 0, report(created=3, unchanged=7), 1.5, ok_at)
     later = datetime(2026, 11, 22, 11, 0, tzinfo=UTC)
-    write_last_run(tmp_path, 1, RunSummary(created=1, failed=2), 2.0, later)
+    write_last_run(tmp_path, 1, report(created=1, failed=2), 2.0, later)
     data = json.loads((tmp_path / "automation_last_run.json").read_text())
     assert data["outcome"] == "partial" and data["exit_code"] == 1
     assert data["finished_at_epoch"] == later.timestamp()
@@ -20,7 +27,7 @@ def test_last_run_keeps_the_last_success_through_a_partial_run(tmp_path):
 
 
 def test_unusable_run_is_recorded_as_failed(tmp_path):
-    write_last_run(tmp_path, 2, RunSummary(), 0.1, datetime(2026, 11, 22, tzinfo=UTC))
+    write_last_run(tmp_path, 2, report(), 0.1, datetime(2026, 11, 22, tzinfo=UTC))
     data = json.loads((tmp_path / "automation_last_run.json").read_text())
     assert data["outcome"] == "failed" and data["last_success_epoch"] is None
 
@@ -32,3 +39,47 @@ def test_heartbeat_freshness(tmp_path):
     old = time.time() - 600
     os.utime(tmp_path / "automation_heartbeat", (old, old))
     assert not heartbeat_fresh(tmp_path)
+
+
+def test_failed_items_are_retried_the_same_day_a_bounded_number_of_times():
+    from datetime import timedelta
+
+    from config import load_settings
+    from modules.runner import RetryingJob
+
+    settings = load_settings({"DEVLAKE_URL": "http://d", "RETRY_FAILED_AFTER_MINUTES": "0.5",
+                              "RETRY_FAILED_TIMES": "2"})
+    clock = [datetime(2026, 11, 22, 11, 0, tzinfo=UTC)]
+    codes = [1, 1, 1, 1]
+    calls = []
+
+    def job():
+        calls.append(clock[0])
+        return codes.pop(0)
+
+    runs = RetryingJob(job, settings, lambda: clock[0], lambda: clock[0] + timedelta(hours=23))
+    runs.daily()
+    assert runs.retry_at == clock[0] + timedelta(seconds=30) and runs.seconds_until_retry() == 30
+    assert not runs.retry_if_due()                   # not yet
+    clock[0] += timedelta(seconds=30)
+    assert runs.retry_if_due() and len(calls) == 2    # first retry
+    clock[0] += timedelta(seconds=30)
+    assert runs.retry_if_due() and len(calls) == 3    # second and last
+    assert runs.retry_at is None                      # RETRY_FAILED_TIMES spent: tomorrow's run
+    runs.daily()
+    assert runs.retry_at is not None                  # a new day starts a new count
+
+
+def test_no_retry_after_success_or_past_the_next_daily_run():
+    from datetime import timedelta
+
+    from config import load_settings
+    from modules.runner import next_retry_at
+
+    settings = load_settings({"DEVLAKE_URL": "http://d"})
+    now = datetime(2026, 11, 22, 11, 0, tzinfo=UTC)
+    assert next_retry_at(1, 0, now, settings, None) == now + timedelta(minutes=30)
+    assert next_retry_at(0, 0, now, settings, None) is None
+    assert next_retry_at(2, 0, now, settings, None) == now + timedelta(minutes=30)  # DevLake was down
+    assert next_retry_at(1, 3, now, settings, None) is None
+    assert next_retry_at(1, 0, now, settings, now + timedelta(minutes=10)) is None

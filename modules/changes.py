@@ -1,0 +1,189 @@
+"""What a run decides to change, as plain data, and what became of each change.
+
+The planner (modules/planner.py) returns a `Plan` of these changes without
+writing anything; the applier (modules/applier.py) executes them phase by
+phase and returns one `Result` per change. `--dry-run` prints the plan.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+
+from modules.scopes import Connection, ScopeRef
+
+
+class Outcome(StrEnum):
+    """What happened to one change. New outcomes may be added (e.g. by a pending-pipeline budget)."""
+
+    CREATED = "created"      # the write was made
+    UPDATED = "updated"      # an existing object was changed
+    UNCHANGED = "unchanged"  # nothing to do after all (e.g. DevLake says the pipeline already runs)
+    ADOPTED = "adopted"      # an ambiguous POST had in fact succeeded: read back and taken as ours
+    DEFERRED = "deferred"    # left for a later run on purpose
+    SKIPPED = "skipped"      # not attempted: a change it depends on failed, or the run was stopped
+    FAILED = "failed"        # still failing after its bounded attempts
+
+
+class Phase(IntEnum):
+    """Order of application: each phase may use what the earlier ones created."""
+
+    SCOPE_CONFIGS = 1
+    SCOPES = 2
+    PROJECTS = 3
+    BLUEPRINTS = 4
+    COLLECTION = 5  # triggers and reruns, last: they need connected blueprints
+
+
+@dataclass(frozen=True, eq=False)
+class CreateScopeConfig:
+    """POST .../scope-configs; reconciled by name (devlake-api.md §0 #24)."""
+
+    connection: Connection
+    body: dict
+    kind = "scope_config"
+    phase = Phase.SCOPE_CONFIGS
+
+    @property
+    def target(self) -> str:
+        return f"{self.connection.label} {self.body['name']}"
+
+    def describe(self) -> str:
+        return "create, entities=" + ",".join(self.body.get("entities") or [])
+
+
+@dataclass(frozen=True, eq=False)
+class PutScopes:
+    """PUT .../scopes with up to 200 rows (an idempotent upsert, §0 #5).
+
+    `scope_config_id` None with `config_pending` True means: the id of the
+    CreateScopeConfig planned for this connection, known only once applied.
+    """
+
+    connection: Connection
+    rows: tuple[dict, ...]
+    scope_ids: tuple[str, ...]
+    action: str  # "create" (new scopes) or "attach_scope_config" (existing rows, re-sent whole)
+    scope_config_id: int | None = None
+    config_pending: bool = False
+    kind = "scope"
+    phase = Phase.SCOPES
+
+    @property
+    def target(self) -> str:
+        return f"{self.connection.label} {len(self.rows)} scope(s) {self.scope_ids[0]}…"
+
+    def describe(self) -> str:
+        return self.action
+
+
+@dataclass(frozen=True, eq=False)
+class CreateProject:
+    """POST /projects (DevLake creates its blueprint), then PATCH that blueprint with `blueprint`."""
+
+    scope: ScopeRef
+    name: str
+    description: str  # carries the marker that lets a later run recognise the project
+    metrics: tuple[str, ...]
+    blueprint: dict   # absolute field values for the auto-created blueprint
+    new_scope: bool = False  # the scope itself is PUT in this run: skip the project if that fails
+    kind = "project"
+    phase = Phase.PROJECTS
+
+    @property
+    def target(self) -> str:
+        return self.name
+
+    def describe(self) -> str:
+        return f"create, {self.scope.connection.label} scope {self.scope.scope_id}"
+
+
+@dataclass(frozen=True, eq=False)
+class PatchBlueprint:
+    """PATCH /blueprints/{id} with absolute values (safe to repeat); `before` is what was observed."""
+
+    blueprint_id: int
+    project: str
+    fields: dict
+    before: dict = field(default_factory=dict)
+    kind = "blueprint"
+    phase = Phase.BLUEPRINTS
+
+    @property
+    def target(self) -> str:
+        return self.project
+
+    def describe(self) -> str:
+        return ", ".join(f"{k}: {self.before.get(k)!r} -> {v!r}" for k, v in sorted(self.fields.items())
+                         if k != "connections") or "set fields"
+
+
+@dataclass(frozen=True, eq=False)
+class TriggerBlueprint:
+    """POST /blueprints/{id}/trigger; `blueprint_id` None: the blueprint of `project` created in this run."""
+
+    project: str
+    blueprint_id: int | None = None
+    kind = "trigger"
+    phase = Phase.COLLECTION
+
+    @property
+    def target(self) -> str:
+        return self.project
+
+    def describe(self) -> str:
+        return f"trigger blueprint {self.blueprint_id if self.blueprint_id is not None else '(new)'}"
+
+
+@dataclass(frozen=True, eq=False)
+class RerunPipeline:
+    """POST /pipelines/{id}/rerun of a managed project's failed latest pipeline."""
+
+    project: str
+    pipeline_id: int
+    blueprint_id: int | None = None
+    kind = "rerun"
+    phase = Phase.COLLECTION
+
+    @property
+    def target(self) -> str:
+        return self.project
+
+    def describe(self) -> str:
+        return f"rerun pipeline {self.pipeline_id}"
+
+
+Change = CreateScopeConfig | PutScopes | CreateProject | PatchBlueprint | TriggerBlueprint | RerunPipeline
+
+
+def items_of(change: Change) -> int:
+    """How many items a change stands for in the counts: one per scope row, else one."""
+    return len(change.rows) if isinstance(change, PutScopes) else 1
+
+
+@dataclass
+class Plan:
+    """Everything a run would change, plus what it found nothing to do for and could not plan."""
+
+    changes: list[Change] = field(default_factory=list)
+    unchanged: int = 0
+    problems: list[str] = field(default_factory=list)          # items that could not be planned
+    warnings: list[tuple[str, dict]] = field(default_factory=list)  # (event, fields) to log
+
+    def render(self) -> list[str]:
+        ordered = sorted(self.changes, key=lambda c: (c.phase, c.kind, c.target))
+        return [f"{c.kind:<13} {c.target}  ({c.describe()})" for c in ordered]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of one change. `value` is what DevLake answered (e.g. the created object)."""
+
+    change: Change
+    outcome: Outcome
+    error: str | None = None
+    status: int | None = None
+    value: object = None
+
+    @property
+    def items(self) -> int:
+        return items_of(self.change)

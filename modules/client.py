@@ -1,0 +1,38 @@
+"""What both daemons, the doctor and the tests share: the DevLake client built from settings,
+the exit codes, and the words for a DevLake that refuses us."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from enum import IntEnum
+
+from config import Settings
+from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError
+from utils.http import make_session
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    PARTIAL = 1    # some items failed (automation), or the --once poll failed (monitor)
+    UNUSABLE = 2   # invalid configuration, DevLake unreachable, or credentials rejected
+
+
+def build_client(settings: Settings, *, dry_run: bool = False,
+                 sleep: Callable[[float], None] = time.sleep) -> DevLakeClient:
+    """The one way to talk to DevLake: retries, timeouts, API key and /rest prefix from settings."""
+    session = make_session(api_key=settings.api_key, retries=settings.http_retries,
+                           backoff_seconds=settings.retry_backoff_seconds,
+                           pool_size=max(10, settings.max_concurrency * 2), sleep=sleep)
+    return DevLakeClient(session, settings.api_base_url, timeout=settings.timeout_seconds, dry_run=dry_run)
+
+
+def unusable_hint(exc: DevLakeError, settings: Settings) -> str:
+    """What the operator should do about an error that makes DevLake unusable."""
+    if isinstance(exc, DevLakeAuthError) and exc.status == 401 and not settings.api_key:
+        # DevLake's main branch defaults AUTH_ENABLED=true (apache/incubator-devlake#8878): every
+        # route but /ping, /ready, /health, /version then needs a key (devlake-api.md §11).
+        return ("DevLake requires authentication: create an API key in DevLake's UI "
+                "(config-ui > API keys, allowed path .*) and set DEVLAKE_API_KEY")
+    if isinstance(exc, DevLakeAuthError):
+        return "DevLake rejected DEVLAKE_API_KEY: check it has not expired and its allowed path is .*"
+    return "check DEVLAKE_URL and that DevLake is up"
