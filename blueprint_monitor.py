@@ -9,6 +9,8 @@ Environment (all problems are reported together; exit 2):
   FAILURE_SERIES_RETENTION_DAYS   keep devlake_blueprint_failure_total series this long (7)
   MONITOR_LOOKBACK_HOURS          on the very first start, count failures this recent (24)
   NOTIFICATION_SECRET             DevLake's NOTIFICATION_SECRET: enables POST /notifications (off)
+  CONNECTION_CHECK_INTERVAL_SECONDS  test every connection of PLUGINS this often (3600; 0 = off)
+  STALE_AFTER_HOURS               a project's data is stale after this long without success (72)
   STATE_DIR                       monitor_state.json lives here; automation_last_run.json is read (state)
   TIMEZONE                        time_failed label and log timestamps (Asia/Ho_Chi_Minh)
   DEVLAKE_TIMEOUT_SECONDS, DEVLAKE_HTTP_RETRIES, DEVLAKE_RETRY_BACKOFF_SECONDS, LOG_LEVEL, LOG_FORMAT
@@ -61,7 +63,7 @@ def build_client(settings: Settings) -> DevLakeClient:
 def build_monitor(settings: Settings, registry: CollectorRegistry, clock=None) -> Monitor:
     """Client and monitor from settings; `clock` defaults to the real time."""
     return Monitor(build_client(settings), settings, registry,
-                   clock=clock or (lambda: datetime.now(UTC)))
+                   clock=clock or (lambda: datetime.now(UTC)), connection_client=build_client(settings))
 
 
 def build_receiver(settings: Settings, monitor: Monitor) -> NotificationReceiver | None:

@@ -71,6 +71,10 @@ class Settings:
     monitor_lookback_hours: float = 24.0
     # Enables POST /notifications (DevLake's signed pipeline notifications) on METRICS_PORT.
     notification_secret: str | None = field(default=None, repr=False)
+    # DevLake's test of each connection of PLUGINS (devlake-api.md §9.6); 0 turns it off.
+    connection_check_interval_seconds: float = 3600.0
+    # Exported as devlake_monitor_stale_after_seconds: DevLakeProjectNoRecentSuccess compares against it.
+    stale_after_hours: float = 72.0
 
     @property
     def api_base_url(self) -> str:
@@ -229,6 +233,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         failure_series_retention_days=r.number("FAILURE_SERIES_RETENTION_DAYS", 7.0, float, 0.0),
         monitor_lookback_hours=r.number("MONITOR_LOOKBACK_HOURS", 24.0, float, 0.0),
         notification_secret=r.raw("NOTIFICATION_SECRET"),
+        connection_check_interval_seconds=r.number("CONNECTION_CHECK_INTERVAL_SECONDS", 3600.0, float, 0.0),
+        stale_after_hours=r.number("STALE_AFTER_HOURS", 72.0, float, 1.0),
     )
     if values["metrics_port"] > 65535:
         r.problems.append(f"METRICS_PORT={values['metrics_port']} is not valid: expected a port number 0-65535")

@@ -101,6 +101,7 @@ class Batch:
     observations: list[Observation] = field(default_factory=list)
     projects: list[str] | None = None  # every project name, when the list was refreshed
     missing: set[int] = field(default_factory=set)  # in-flight ids that now answer 404
+    pending: dict[str, int] = field(default_factory=dict)  # DevLake's in-flight pipelines by status
 
 
 @dataclass
