@@ -69,3 +69,15 @@ def test_values_are_converted_to_real_types():
 def test_url_with_query_is_rejected():
     with pytest.raises(ConfigError, match="query"):
         load_settings({"DEVLAKE_URL": "http://d:8080/?x=1"})
+
+
+def test_connection_checks_and_stale_age():
+    s = load_settings({"DEVLAKE_URL": "http://d:8080"})
+    assert (s.connection_check_interval_seconds, s.stale_after_hours) == (3600.0, 72.0)
+    s = load_settings({"DEVLAKE_URL": "http://d:8080", "CONNECTION_CHECK_INTERVAL_SECONDS": "0",
+                       "STALE_AFTER_HOURS": "36"})
+    assert (s.connection_check_interval_seconds, s.stale_after_hours) == (0.0, 36.0)
+    with pytest.raises(ConfigError) as err:
+        load_settings({"DEVLAKE_URL": "http://d:8080", "CONNECTION_CHECK_INTERVAL_SECONDS": "-1",
+                       "STALE_AFTER_HOURS": "soon"})
+    assert "CONNECTION_CHECK_INTERVAL_SECONDS" in str(err.value) and "STALE_AFTER_HOURS" in str(err.value)
