@@ -50,7 +50,8 @@ def parse_args(argv):
         prog="blueprint_monitor.py", description=__doc__.split("\n\n", 1)[0],
         epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--once", action="store_true",
-                        help="poll once, print the exposition to stdout, exit 0 (1 if the poll failed)")
+                        help="poll once (and check connections once), print the exposition to stdout, "
+                             "exit 0 (1 if the poll failed)")
     return parser.parse_args(argv)
 
 
@@ -87,6 +88,8 @@ def main(argv=None) -> int:
     monitor = build_monitor(settings, CollectorRegistry())
     if args.once:
         ok = monitor.poll_once()
+        if settings.connection_check_interval_seconds > 0:
+            monitor.connections.check_once()  # one check too, so --once shows every family
         sys.stdout.write(monitor.exposition().decode("utf-8"))
         sys.stdout.flush()
         return 0 if ok else 1
