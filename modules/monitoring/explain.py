@@ -88,7 +88,7 @@ def apply_answers(state: MonitorState, answers: list[Answer]) -> list[tuple[Unex
 def log_failures(explained: list[tuple[Unexplained, FailureDetail]]) -> None:
     """One JSON line per failure, for `docker logs` (the message is already masked and cut)."""
     for item, detail in explained:
-        log.warning("pipeline_failed", project=item.project, pipeline_id=item.pipeline_id, plugin=detail.plugin,
+        log.info("pipeline_failed", project=item.project, pipeline_id=item.pipeline_id, plugin=detail.plugin,
                     failed_subtask=detail.failed_subtask, reason=detail.reason, message=detail.message)
 
 
