@@ -11,10 +11,11 @@ Environment (all problems are reported together; exit 2):
   NOTIFICATION_SECRET             DevLake's NOTIFICATION_SECRET: enables POST /notifications (off)
   WEB_CONFIG_FILE                 TLS and basic auth on METRICS_PORT, Prometheus exporter-toolkit
                                   format (tls_server_config, basic_auth_users); off: plain HTTP
+  CONNECTION_CHECK_INTERVAL_SECONDS  test every connection of PLUGINS this often (3600; 0 = off)
   STATE_DIR                       monitor_state.json lives here; automation_last_run.json is read (state)
   TIMEZONE                        time_failed label, log timestamps, status page times (Asia/Ho_Chi_Minh)
   STUCK_AFTER_MINUTES             status page: a pipeline queued or running longer is stuck (360)
-  STALE_AFTER_HOURS               status page: a project without a success for longer is stale (48)
+  STALE_AFTER_HOURS               a project without a success for longer is stale: page and alert (72)
   STATUS_REFRESH_SECONDS          status page: reloads itself this often, 0 = never (60)
   DEVLAKE_UI_URL                  config-ui's URL, e.g. http://devlake-ui:4000: a link per project (none)
   DEVLAKE_TIMEOUT_SECONDS, DEVLAKE_HTTP_RETRIES, DEVLAKE_RETRY_BACKOFF_SECONDS, LOG_LEVEL, LOG_FORMAT
@@ -61,7 +62,8 @@ def parse_args(argv):
         prog="blueprint_monitor.py", description=__doc__.split("\n\n", 1)[0],
         epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--once", action="store_true",
-                        help="poll once, print the exposition to stdout, exit 0 (1 if the poll failed)")
+                        help="poll once (and check connections once), print the exposition to stdout, "
+                             "exit 0 (1 if the poll failed)")
     parser.add_argument("--healthcheck", action="store_true",
                         help="ask the running monitor's /healthz (HTTPS with WEB_CONFIG_FILE's TLS): exit 0 or 1")
     return parser.parse_args(argv)
@@ -70,7 +72,7 @@ def parse_args(argv):
 def build_monitor(settings: Settings, registry: CollectorRegistry, clock=None) -> Monitor:
     """Client and monitor from settings; `clock` defaults to the real time."""
     return Monitor(build_client(settings), settings, registry,
-                   clock=clock or (lambda: datetime.now(UTC)))
+                   clock=clock or (lambda: datetime.now(UTC)), connection_client=build_client(settings))
 
 
 def build_receiver(settings: Settings, monitor: Monitor) -> NotificationReceiver | None:
@@ -96,6 +98,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     monitor = build_monitor(settings, CollectorRegistry())
     if args.once:
         ok = monitor.poll_once()
+        if settings.connection_check_interval_seconds > 0:
+            monitor.connections.check_once()  # one check too, so --once shows every family
         sys.stdout.write(monitor.exposition().decode("utf-8"))
         sys.stdout.flush()
         return ExitCode.OK if ok else ExitCode.PARTIAL

@@ -124,11 +124,15 @@ class Settings:
     notification_secret: str | None = field(default=None, repr=False)
     # The status page (GET / and /status.json on METRICS_PORT)
     stuck_after_minutes: float = 360.0  # as the DevLakePipelineStuck alert (prometheus/alerts.yml)
-    stale_after_hours: float = 48.0
+    # The status page's 'stale', and exported as devlake_monitor_stale_after_seconds for the
+    # DevLakeProjectNoRecentSuccess alert: one setting for both.
+    stale_after_hours: float = 72.0
     status_refresh_seconds: float = 60.0  # 0: the page never reloads itself
     devlake_ui_url: str | None = None  # config-ui's base URL, for a link per project
     # WEB_CONFIG_FILE: TLS and basic auth on METRICS_PORT (exporter-toolkit format); None = plain HTTP, open.
     web_config: WebConfig | None = field(default=None, repr=False)
+    # DevLake's test of each connection of PLUGINS (devlake-api.md §9.6); 0 turns it off.
+    connection_check_interval_seconds: float = 3600.0
 
     @property
     def api_base_url(self) -> str:
@@ -325,11 +329,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         monitor_lookback_hours=r.number("MONITOR_LOOKBACK_HOURS", 24.0, float, 0.0),
         notification_secret=r.raw("NOTIFICATION_SECRET"),
         stuck_after_minutes=r.convert("STUCK_AFTER_MINUTES", 360.0, _parse_positive, "a number of minutes > 0"),
-        stale_after_hours=r.convert("STALE_AFTER_HOURS", 48.0, _parse_positive, "a number of hours > 0"),
+        stale_after_hours=r.convert("STALE_AFTER_HOURS", 72.0, _parse_positive, "a number of hours > 0"),
         status_refresh_seconds=r.convert("STATUS_REFRESH_SECONDS", 60.0, _parse_refresh,
                                          "0 (no reload) or a number of seconds >= 5"),
         devlake_ui_url=_parse_optional_url("DEVLAKE_UI_URL", r.raw("DEVLAKE_UI_URL"), r.problems),
         web_config=_web_config(r.raw("WEB_CONFIG_FILE"), r.problems),
+        connection_check_interval_seconds=r.number("CONNECTION_CHECK_INTERVAL_SECONDS", 3600.0, float, 0.0),
     )
     if values["metrics_port"] > 65535:
         r.problems.append(f"METRICS_PORT={values['metrics_port']} is not valid: expected a port number 0-65535")

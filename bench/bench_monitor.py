@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import requests  # noqa: E402
-from prometheus_client import CollectorRegistry  # noqa: E402
+from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
 from bench.fake_process import FakeHandle  # noqa: E402
 from config import load_settings  # noqa: E402
@@ -126,6 +126,12 @@ def phase_calls(monitor, fake, clock, args) -> None:
     times = [t for _, t in results]
     print(f"steady-state poll:         {min(calls)}-{max(calls)} calls (mean {statistics.mean(calls):.1f})  "
           f"{statistics.mean(times):7.3f} s mean, {max(times):.3f} s max   ({args.steady} polls, {args.new} new each)")
+    # Issue 10: every finishing pipeline fails, so each poll reads the tasks of `new` new failures once.
+    results = [poll(monitor, fake, clock, args, 5, 1.0) for _ in range(args.steady)]
+    calls = [c for c, _ in results]
+    print(f"steady state, {args.new} new failures per poll: {min(calls)}-{max(calls)} calls "
+          f"(mean {statistics.mean(calls):.1f}; one task read per new failure)  "
+          f"{statistics.mean(t for _, t in results):7.3f} s mean")
     clock.now += timedelta(minutes=60)
     c, t = poll(monitor, fake, clock, args, 0, 0.1)
     print(f"hourly reconciliation:     {c:4d} calls  {t:7.3f} s   (project list + failed/partial re-scan)")
@@ -144,6 +150,13 @@ def phase_scrape(monitor, fake, clock, args) -> None:
     warm = _timed(lambda: requests.get(url, timeout=30), 20)
     warm_gz = _timed(lambda: requests.get(url, headers={"Accept-Encoding": "gzip"}, timeout=30), 20)
     lines = body.count(b"\n")
+    series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+    render = _timed(lambda: generate_latest(monitor.registry), 5)
+    projects = len(monitor.state.projects) - 1
+    failure_series = len(monitor.state.events)
+    print(f"/metrics series: {series} ({projects} projects, {failure_series} failure events; "
+          f"{(series - failure_series) / max(projects, 1):.2f} per project besides the time_failed series); "
+          f"render {render * 1000:.1f} ms (median of 5)")
     print(f"/metrics, {len(monitor.state.events)} failure series, {lines} lines, {len(body) / 1e6:.1f} MB:")
     print(f"  first scrape after a poll (renders): {cold * 1000:7.1f} ms  (the daemon pre-renders after each poll)")
     print(f"  cached scrape, median of 20:         {warm * 1000:7.1f} ms  plain, {warm_gz * 1000:.1f} ms gzip")

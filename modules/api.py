@@ -229,6 +229,17 @@ class DevLakeClient:
         path = f"/pipelines/{int(pipeline_id)}"
         return _dict(self.get(path), "GET", path)
 
+    def pipeline_tasks(self, pipeline_id: int) -> list[dict]:
+        """The latest attempt of each task (§9.1, §9.4); `tasks` is null for none or an unknown pipeline."""
+        path = f"/pipelines/{int(pipeline_id)}/tasks"
+        return _list_of_dicts(_field(self.get(path), "tasks", list, "GET", path, allow_null=True) or [], "GET", path)
+
+    def test_connection(self, plugin: str, connection_id: int) -> dict:
+        """DevLake's check of a saved connection's stored credentials; changes nothing (§9.6)."""
+        path = f"/plugins/{enc(plugin)}/connections/{int(connection_id)}/test"
+        body = self._request("POST", path)
+        return body if isinstance(body, dict) else {}
+
     def rerun_pipeline(self, pipeline_id: int):
         return self._request("POST", f"/pipelines/{int(pipeline_id)}/rerun")
 

@@ -197,8 +197,11 @@ class FakeDevLake:
             return bp_id
 
     def add_pipeline(self, blueprint_id: int, status: str, *, began_at: datetime | None = None,
-                     finished_at: datetime | None = None, created_at: datetime | None = None) -> int:
-        """Record a pipeline in any status (no pending check). blueprint_id 0 = ad-hoc."""
+                     finished_at: datetime | None = None, created_at: datetime | None = None,
+                     failure: dict | None = None) -> int:
+        """Record a pipeline in any status (no pending check). blueprint_id 0 = ad-hoc.
+
+        `failure`: what its failing task reports, {"message", "failedSubTask", "plugin"}."""
         with self._state.lock:
             state = self._state
             bp = state.projects.blueprint(blueprint_id) if blueprint_id else None
@@ -217,13 +220,30 @@ class FakeDevLake:
                     pipeline["status"] = status
                     state.pipelines.track(pipeline)
                 else:
-                    state.pipelines.set_status(pipeline["id"], status, finished_at=finished_at, began_at=began_at)
+                    state.pipelines.set_status(pipeline["id"], status, finished_at=finished_at, began_at=began_at,
+                                               failure=failure)
                     pipeline["updatedAt"] = to_utc(finished_at) if finished_at else pipeline["updatedAt"]
             return pipeline["id"]
 
-    def set_pipeline_status(self, pipeline_id: int, status: str, finished_at: datetime | None = None) -> None:
+    def set_pipeline_status(self, pipeline_id: int, status: str, finished_at: datetime | None = None,
+                            failure: dict | None = None) -> None:
         with self._state.lock:
-            self._state.pipelines.set_status(pipeline_id, status, finished_at=finished_at)
+            self._state.pipelines.set_status(pipeline_id, status, finished_at=finished_at, failure=failure)
+
+    def restart(self, *, resume_pipelines: bool = False) -> list[int]:
+        """DevLake restarted: running pipelines become TASK_FAILED (RESUME_PIPELINES=false,
+        finishedAt left NULL, no notification) or TASK_RESUME. Returns their ids."""
+        with self._state.lock:
+            return self._state.pipelines.mark_interrupted("TASK_RESUME" if resume_pipelines else "TASK_FAILED")
+
+    def fail_connection_test(self, plugin: str, connection_id: int, status: int | None, message: str = "") -> None:
+        """Make POST /plugins/{p}/connections/{id}/test answer `status` with `message`
+        (e.g. 400 "Bad credentials"; circleci 401, devlake-api.md §9.6); None heals it."""
+        with self._state.lock:
+            if status is None:
+                self._state.plugins.test_failures.pop((plugin, connection_id), None)
+            else:
+                self._state.plugins.test_failures[(plugin, connection_id)] = (status, message)
 
     def run_pending(self, outcome: Callable[[dict], str] | None = None, *,
                     older_than: float | None = None) -> list[int]:

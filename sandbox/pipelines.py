@@ -153,8 +153,12 @@ class PipelineStore:
         self.track(pipeline)
 
     def set_status(self, pipeline_id: int, status: str, finished_at: datetime | None = None,
-                   began_at: datetime | None = None) -> dict:
-        """Move a pipeline (and its latest tasks) to `status`, as the runner would."""
+                   began_at: datetime | None = None, failure: dict | None = None) -> dict:
+        """Move a pipeline (and its latest tasks) to `status`, as the runner would.
+
+        `failure` ({"message", "failedSubTask", "plugin"}, each optional) is what the
+        failing task reports (backend/core/runner/run_task.go); `plugin` picks which task fails.
+        """
         pipeline = self.get(pipeline_id)
         now = self._state.now()
         pipeline["status"], pipeline["updatedAt"] = status, now
@@ -166,7 +170,7 @@ class PipelineStore:
             end = to_utc(finished_at) if finished_at else now
             pipeline["finishedAt"] = end
             pipeline["spentSeconds"] = max(0, int((end - pipeline["beganAt"]).total_seconds()))
-            self._finish_tasks(pipeline, tasks, status, end)
+            self._finish_tasks(pipeline, tasks, status, end, failure or {})
         elif status == "TASK_RUNNING":
             for task in tasks:
                 if task["status"] in QUEUED_STATUSES:
@@ -215,24 +219,47 @@ class PipelineStore:
             self.running_since[pid] = time.monotonic()
         return finished, started
 
-    def _finish_tasks(self, pipeline: dict, tasks: list[dict], status: str, end: datetime) -> None:
+    def _finish_tasks(self, pipeline: dict, tasks: list[dict], status: str, end: datetime, failure: dict) -> None:
         failing = status in ("TASK_FAILED", "TASK_PARTIAL")
-        pipeline["message"] = FAILURE_MESSAGE if failing else ""
+        # The pipeline's own message is generic; the task carries the error (devlake-api.md §9.4).
+        pipeline["message"] = f"Error running pipeline {pipeline['id']}." if failing and failure else (
+            FAILURE_MESSAGE if failing else "")
         pipeline["errorName"] = FAILURE_ERROR_NAME if failing else ""
-        first_open = next((t for t in reversed(tasks) if t["status"] != "TASK_COMPLETED"), None)
+        open_tasks = [t for t in reversed(tasks) if t["status"] != "TASK_COMPLETED"]
+        first_open = next((t for t in open_tasks if t["plugin"] == failure.get("plugin")),
+                          open_tasks[0] if open_tasks else None)
+        message = failure.get("message", FAILURE_MESSAGE)
+        subtask = failure.get("failedSubTask", "collectApiPullRequests")
         for task in tasks:
             if task["status"] == "TASK_COMPLETED":
                 continue
             if status == "TASK_COMPLETED" or (failing and task is not first_open):
                 task["status"], task["progress"] = "TASK_COMPLETED", 1
             elif failing:
-                task.update(status="TASK_FAILED", message=FAILURE_MESSAGE, errorName=FAILURE_ERROR_NAME,
-                            failedSubTask="collectApiPullRequests")
+                task.update(status="TASK_FAILED", message=message,
+                            errorName=f"Error running task {task['id']}.\n\tcaused by: {message}",
+                            failedSubTask=subtask)
             else:
                 task["status"] = status
             task["beganAt"] = task["beganAt"] or pipeline["beganAt"]
             task["finishedAt"] = end
         pipeline["finishedTasks"] = sum(1 for t in tasks if t["status"] == "TASK_COMPLETED")
+
+    def mark_interrupted(self, status: str) -> list[int]:
+        """A server start with running pipelines (backend/server/services/pipeline.go
+        `markInterruptedPipelineAs`): TASK_RUNNING pipelines and tasks get `status`
+        (TASK_FAILED when RESUME_PIPELINES=false, else TASK_RESUME); finishedAt stays
+        as it was (NULL, or a rerun's old value) and no notification is sent."""
+        now, marked = self._state.now(), []
+        for pipeline in self.pipelines.values():
+            if pipeline["status"] != "TASK_RUNNING":
+                continue
+            pipeline["status"], pipeline["updatedAt"] = status, now
+            for task in self.tasks.get(pipeline["id"], []):
+                if task["status"] == "TASK_RUNNING":
+                    task["status"], task["updatedAt"] = status, now
+            marked.append(pipeline["id"])
+        return marked
 
     def run_pending(self, outcome: Callable[[dict], str] | None = None, *,
                     older_than: float | None = None) -> list[int]:

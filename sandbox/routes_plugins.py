@@ -70,9 +70,19 @@ def test_connection(state, req):
 
 @router.route("POST", "/plugins/:plugin/connections/:cid/test")
 def test_existing_connection(state, req):
+    """Tests the stored credentials against the upstream and changes nothing (§9.6)."""
     plugin = _plugin(state, req)
-    state.plugins.connection(plugin, req.params["cid"])
-    return 200, {**SUCCESS_BODY, "message": "success"}
+    try:
+        conn = state.plugins.connection(plugin, req.params["cid"])
+    except ApiError:
+        if plugin == "bamboo":
+            raise
+        raise ApiError(400, "find connection from db") from None
+    failure = state.plugins.test_failures.get((plugin, conn["id"]))
+    if failure is not None:
+        raise ApiError(failure[0], failure[1])
+    body = {**SUCCESS_BODY, "message": "success"}
+    return 200, {**body, "login": "octocat"} if plugin == "github" else body
 
 
 # --- remote scopes (§4) -------------------------------------------------------------------------

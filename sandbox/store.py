@@ -34,6 +34,7 @@ class PluginStore:
         self.configs: dict[str, dict[int, dict]] = {}  # per plugin: one table for all connections
         self.remote: dict[tuple[str, int], RemoteTree] = {}
         self.github_api_calls = 0
+        self.test_failures: dict[tuple[str, int], tuple[int, str]] = {}  # connection test verdicts
         self._seq: dict[str, int] = {}
         for name, has_api in HELPER_PLUGINS.items():
             self.add_plugin(name, has_connections=has_api)

@@ -56,7 +56,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json", tz=None,
                       secrets: Iterable[str | None] = (), stream=None) -> None:
     """Configure structlog once, from an entry point."""
     import pytz
-    renderer = (structlog.processors.JSONRenderer() if fmt == "json"
+    # ensure_ascii=False: project names in Vietnamese, CJK or Cyrillic stay readable in `docker logs`.
+    renderer = (structlog.processors.JSONRenderer(ensure_ascii=False) if fmt == "json"
                 else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
         processors=[

@@ -43,10 +43,12 @@ class Fetcher:
                 self._scan(batch.observations, floor, "finished_at", status=status)
         in_flight: set[int] = set()
         for status in IN_FLIGHT_STATUSES:
+            batch.pending[status] = 0  # the backlog (backlog.py) costs no extra call
             for raw in self.client.iter_pipelines(page_size=LIST_PAGE_SIZE, status=status):
                 obs = parse_pipeline(raw)
                 batch.observations.append(obs)
                 in_flight.add(obs.pipeline_id)
+                batch.pending[status] += 1
         if watermark is None:  # first start: read back through the lookback window
             seen = self._scan(batch.observations, floor, "created_at")
         else:

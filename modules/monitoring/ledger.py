@@ -20,7 +20,7 @@ The exactly-once rules (README, "How failures are counted"):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from modules.monitoring.state import (
@@ -32,6 +32,7 @@ from modules.monitoring.state import (
     InFlight,
     MonitorState,
     ProjectStats,
+    Unexplained,
     event_key,
 )
 from utils.datetime import parse_devlake_time
@@ -54,6 +55,7 @@ class Observation:
     began_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    interrupted: bool = False  # failed by a DevLake restart: finished_at is its updatedAt
 
     @property
     def finish_key(self) -> str | None:
@@ -74,8 +76,14 @@ def parse_pipeline(raw) -> Observation:
     except ValueError as exc:
         raise MalformedAnswer(f"pipeline {pid} has a bad timestamp: {exc}") from exc
     assert isinstance(pid, int) and isinstance(bid, int)  # checked above; tells the type checker
-    return Observation(pid, bid, status, times["finishedAt"], times["beganAt"],
-                       times["createdAt"], times["updatedAt"])
+    finished, interrupted = times["finishedAt"], False
+    if status == "TASK_FAILED" and finished is None and times["updatedAt"] is not None:
+        # A DevLake start with RESUME_PIPELINES=false fails the pipelines that were
+        # running and sets only `status` (backend/server/services/pipeline.go
+        # markInterruptedPipelineAs; devlake-api.md §9.3): updatedAt is when it failed.
+        finished, interrupted = times["updatedAt"], True
+    return Observation(pid, bid, status, finished, times["beganAt"],
+                       times["createdAt"], times["updatedAt"], interrupted)
 
 
 def _is_int(value) -> bool:
@@ -93,6 +101,7 @@ class Batch:
     observations: list[Observation] = field(default_factory=list)
     projects: list[str] | None = None  # every project name, when the list was refreshed
     missing: set[int] = field(default_factory=set)  # in-flight ids that now answer 404
+    pending: dict[str, int] = field(default_factory=dict)  # DevLake's in-flight pipelines by status
 
 
 @dataclass
@@ -104,6 +113,7 @@ class Summary:
     projects_added: list[str] = field(default_factory=list)
     projects_removed: list[str] = field(default_factory=list)
     pruned: int = 0
+    durations: list[tuple[str, float]] = field(default_factory=list)  # (final status, finishedAt - beganAt)
 
 
 @dataclass
@@ -124,6 +134,7 @@ def apply_batch(state: MonitorState, batch: Batch, *, project_of: Callable[[Obse
     watermark, tracked = state.watermark, dict(state.in_flight)
     candidates: dict[str, _Candidate] = {}
     for obs in batch.observations:
+        obs = _interrupted_rerun(obs, tracked)
         project = project_of(obs)
         if project is None:  # blueprint deleted together with its project
             continue
@@ -165,12 +176,27 @@ def apply_push(state: MonitorState, obs: Observation, project: str, *, tz) -> Su
     return summary
 
 
+ABSENT_SWEEPS = 2
+
+
 def _sync_projects(state: MonitorState, names: Iterable[str], summary: Summary) -> None:
-    """Known projects follow DevLake's list: new ones start at 0, deleted ones disappear."""
-    wanted = set(names) | {NO_PROJECT}
-    for gone in sorted(set(state.projects) - wanted):
-        del state.projects[gone]
-        summary.projects_removed.append(gone)
+    """Known projects follow DevLake's list: new ones start at 0, deleted ones disappear.
+
+    DevLake pages /projects by created_at DESC with no tie-break
+    (backend/server/services/project.go), so while projects are created or
+    deleted one sweep can miss a project that exists. Removing it would reset its
+    counters and break increase(): a project goes only after ABSENT_SWEEPS sweeps
+    in a row without it.
+    """
+    listed = set(names) | {NO_PROJECT}
+    for name in set(state.absent) & listed:
+        del state.absent[name]
+    for missing in sorted(set(state.projects) - listed):
+        state.absent[missing] = state.absent.get(missing, 0) + 1
+        if state.absent[missing] >= ABSENT_SWEEPS:
+            del state.projects[missing], state.absent[missing]
+            summary.projects_removed.append(missing)
+    wanted = set(state.projects) | listed
     for pid in [p for p, f in state.in_flight.items() if f.project not in wanted]:
         del state.in_flight[pid]
     for name in sorted(wanted - set(state.projects)):
@@ -202,6 +228,21 @@ def _note_status(state: MonitorState, stats: ProjectStats, obs: Observation) -> 
     if attr and (getattr(stats, attr) is None or fin > getattr(stats, attr)):
         setattr(stats, attr, fin)
         state.dirty = True
+
+
+def _interrupted_rerun(obs: Observation, tracked: dict[int, InFlight]) -> Observation:
+    """A rerun we saw queued or running that is TASK_FAILED with its *old* finishedAt.
+
+    A finished rerun always gets a new finishedAt; only a DevLake restart
+    (markInterruptedPipelineAs, devlake-api.md §9.2) leaves the old one. Its
+    failure time is then its updatedAt, as for a first run that was interrupted.
+    """
+    entry = tracked.get(obs.pipeline_id)
+    if (obs.status != "TASK_FAILED" or entry is None or entry.prev_finish is None
+            or entry.prev_finish != obs.finish_key or obs.updated_at is None or obs.finished_at is None
+            or obs.updated_at <= obs.finished_at):
+        return obs
+    return replace(obs, finished_at=obs.updated_at, interrupted=True)
 
 
 def _trusted(obs: Observation, watermark: int | None, tracked: dict[int, InFlight]) -> bool:
@@ -261,12 +302,16 @@ def _count(state: MonitorState, cand: _Candidate, tz, summary: Summary) -> None:
             return
     newest = stats.last_finish is None or fin >= stats.last_finish
     stats.runs += 1
+    if obs.began_at is not None and not obs.interrupted:
+        summary.durations.append((obs.status, max(0.0, fin - obs.began_at.timestamp())))
     if failed:
         stats.failures += 1
         event = FailureEvent(obs.pipeline_id, _utc_iso(obs.finished_at), fin, cand.project,
                              obs.finished_at.astimezone(tz).strftime(TIME_FAILED_FORMAT))
         if fin >= floor:  # older ones would be pruned at once; the floor guards them
             state.events[key] = event
+        # Saved with the count: its tasks are read once, after this batch (explain.py).
+        state.unexplained[key] = Unexplained(obs.pipeline_id, cand.project, fin, obs.interrupted)
         summary.failures.append(event)
     if newest:
         stats.last_finish = fin

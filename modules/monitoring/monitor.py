@@ -14,11 +14,14 @@ from datetime import datetime
 from pathlib import Path
 
 import structlog
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.exposition import generate_latest
 
 from config import Settings
 from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeUnavailable
+from modules.monitoring import explain
+from modules.monitoring.backlog import Backlog
+from modules.monitoring.connections import ConnectionChecker
 from modules.monitoring.fetch import Fetcher
 from modules.monitoring.ledger import MalformedAnswer, Observation, Summary, apply_batch, apply_push
 from modules.monitoring.metrics import AUTOMATION_FILE, SelfMetrics, StateCollector, read_automation
@@ -38,7 +41,8 @@ class Monitor:
     """Polls DevLake, keeps the counted events, and serves the exposition from memory."""
 
     def __init__(self, client: DevLakeClient, settings: Settings, registry: CollectorRegistry, *,
-                 clock: Callable[[], datetime], refresh_seconds: float = REFRESH_SECONDS):
+                 clock: Callable[[], datetime], refresh_seconds: float = REFRESH_SECONDS,
+                 connection_client: DevLakeClient | None = None):
         self.client, self.settings, self.registry, self.clock = client, settings, registry, clock
         self.refresh_seconds = refresh_seconds
         self.state_path = Path(settings.state_dir) / STATE_FILE
@@ -49,6 +53,15 @@ class Monitor:
         self.fetcher = Fetcher(client)
         self.metrics = SelfMetrics(registry)
         registry.register(StateCollector(self))
+        self.backlog = Backlog(registry)
+        # Its own client (the daemon passes one) so its calls never count as the poll's.
+        self.connections = ConnectionChecker(
+            connection_client or client, settings.plugins, settings.connection_check_interval_seconds,
+            clock=lambda: self.clock().timestamp(), on_change=self.changed, registry=registry)
+        # One setting drives the stale-data alert (prometheus/alerts.yml DevLakeProjectNoRecentSuccess).
+        Gauge("devlake_monitor_stale_after_seconds", "STALE_AFTER_HOURS in seconds: a project whose last "
+              "success is older is stale", registry=registry).set(settings.stale_after_hours * 3600)
+        self._explain_lock = threading.Lock()  # one thread reads tasks at a time: never the same pipeline twice
         self.last_success: float | None = None
         self.last_progress = clock().timestamp()  # a poll last started or ended (or the monitor started)
         self.last_error: str | None = None
@@ -67,6 +80,7 @@ class Monitor:
         first_poll = self.state.watermark is None
         try:
             summary = self._poll(now)
+            self.explain(self.client)
         except Exception as exc:  # loop boundary: every failure is logged, counted, survived
             self._failed(exc, now, time.perf_counter() - started, self.client.calls - calls_before)
             return False
@@ -94,14 +108,44 @@ class Monitor:
         with self.lock:
             if self.state.watermark is None:
                 return None
+            durations: list[tuple[str, float]] = []
             for obs, project in sightings:
                 if project is not None:
                     pushed = apply_push(self.state, obs, project, tz=self.settings.timezone)
                     counted += pushed.failures if pushed else []
+                    durations += pushed.durations if pushed else []
             self.save()
+        self.backlog.observe(durations)
         self._counted(counted, "push", self.clock().timestamp())
         self.changed()
         return counted
+
+    @property
+    def pending(self) -> dict[str, int]:
+        """DevLake's queued and running pipelines by status, as of the last successful poll."""
+        return self.backlog.pending
+
+    @property
+    def oldest_pending_age(self) -> float | None:
+        return self.backlog.oldest_pending_age
+
+    def explain(self, client: DevLakeClient) -> int:
+        """Read the tasks of counted failures not explained yet (explain.py); returns how many were.
+
+        Reads happen outside the scrape lock; the answers are applied and saved under it.
+        """
+        with self._explain_lock:
+            with self.lock:
+                todo = explain.pending(self.state)
+            if not todo:
+                return 0
+            answers = explain.read(client, todo)
+            with self.lock:
+                done = explain.apply_answers(self.state, answers)
+                self.save()
+        explain.log_failures(done)
+        self.changed()
+        return len(done)
 
     def changed(self) -> None:
         """Invalidate the cached exposition: call after changing state or a metric.
@@ -133,6 +177,8 @@ class Monitor:
                                   retention_seconds=self.settings.failure_series_retention_days * 86400,
                                   tz=self.settings.timezone)
             self.save()
+            self.backlog.update(batch.pending, self.state.in_flight, now)
+        self.backlog.observe(summary.durations)
         if refresh:
             self._last_refresh = now
         return summary
@@ -239,6 +285,7 @@ def serve(monitor: Monitor, server, stop: threading.Event, interval: float, grac
     """Daemon mode: poll in a worker thread; on `stop`, let the poll finish, save, shut the server down."""
     worker = threading.Thread(target=run_forever, args=(monitor, stop, interval), name="poller", daemon=True)
     worker.start()
+    monitor.connections.start(stop)
     while not stop.wait(1.0):
         pass
     log.info("monitor_stopping")

@@ -250,6 +250,8 @@ class NotificationReceiver:
             for _ in sightings:
                 self._result("deferred")
             return
+        if counted:
+            self.monitor.explain(self.client)  # their reasons, read with this worker's client (explain.py)
         counted = {e.key for e in counted}
         for obs, project in sightings:
             if obs.status not in FAILURE_STATUSES or project is None:

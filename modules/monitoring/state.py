@@ -19,7 +19,9 @@ import structlog
 from utils.statefile import CorruptStateFile, atomic_write_json, read_json
 
 STATE_FILE = "monitor_state.json"
-STATE_VERSION = 1
+STATE_VERSION = 2
+# Version 1 files (before failure reasons) load with the new fields at their defaults.
+READABLE_VERSIONS = (1, 2)
 # Ad-hoc pipelines (blueprintId 0) and blueprints without a project (README, Metrics).
 NO_PROJECT = "(no project)"
 
@@ -44,9 +46,11 @@ class ProjectStats:
     last_pipeline_id: int = 0
     consecutive_failures: int = 0
     last_finish: float | None = None  # newest counted finish, epoch seconds
+    # The newest explained failure (modules/monitoring/reasons.py): why it failed.
     last_reason: str | None = None
     last_plugin: str | None = None
     last_failed_subtask: str | None = None
+    last_explained: float | None = None  # finish of that failure: an older one explained later never wins
 
 
 @dataclass
@@ -76,7 +80,23 @@ class InFlight:
     prev_finish: str | None = None
 
 
+@dataclass
+class Unexplained:
+    """A counted failure whose tasks were not read yet (modules/monitoring/explain.py).
+
+    Saved with the count that created it, so a restart between counting and
+    explaining neither loses its reason nor counts it twice.
+    """
+
+    pipeline_id: int
+    project: str
+    finished_epoch: float
+    interrupted: bool = False
+    attempts: int = 0
+
+
 EVENT_FIELDS = [f.name for f in fields(FailureEvent)]
+UNEXPLAINED_FIELDS = [f.name for f in fields(Unexplained)]
 PROJECT_FIELDS = [f.name for f in fields(ProjectStats)]
 IN_FLIGHT_FIELDS = [f.name for f in fields(InFlight)]
 
@@ -94,6 +114,11 @@ class MonitorState:
     events: dict[str, FailureEvent] = field(default_factory=dict)
     projects: dict[str, ProjectStats] = field(default_factory=lambda: {NO_PROJECT: ProjectStats()})
     in_flight: dict[int, InFlight] = field(default_factory=dict)
+    unexplained: dict[str, Unexplained] = field(default_factory=dict)  # by event key
+    reason_counts: dict[tuple[str, str], float] = field(default_factory=dict)  # (plugin, reason) -> failures
+    # Project-list sweeps a known project was missing from in a row (not saved: a
+    # restart only delays a removal by one sweep).
+    absent: dict[str, int] = field(default_factory=dict)
     dirty: bool = False
 
     def prune(self, cutoff: float) -> int:
@@ -120,25 +145,34 @@ class MonitorState:
             "projects": {name: [getattr(p, f) for f in PROJECT_FIELDS] for name, p in self.projects.items()},
             "in_flight_fields": IN_FLIGHT_FIELDS,
             "in_flight": {str(pid): [getattr(e, f) for f in IN_FLIGHT_FIELDS] for pid, e in self.in_flight.items()},
+            "unexplained_fields": UNEXPLAINED_FIELDS,
+            "unexplained": {k: [getattr(u, f) for f in UNEXPLAINED_FIELDS] for k, u in self.unexplained.items()},
+            "reason_counts": [[plugin, reason, n] for (plugin, reason), n in sorted(self.reason_counts.items())],
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> MonitorState:
-        """Rebuild from `to_dict()` output; raises ValueError/TypeError/KeyError on a bad shape."""
-        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        """Rebuild from `to_dict()` output; raises ValueError/TypeError/KeyError on a bad shape.
+
+        Rows are read by their saved field names: a field this version added gets
+        its default, a field it dropped is ignored (a version 1 file loads as is).
+        """
+        if not isinstance(data, dict) or data.get("version") not in READABLE_VERSIONS:
             raise ValueError(f"unknown state version {data.get('version') if isinstance(data, dict) else data!r}")
         watermark, floor = data["watermark"], data["floor_epoch"]
         if watermark is not None and not isinstance(watermark, int):
             raise TypeError("watermark is not an integer")
-        if (data["event_fields"], data["project_fields"], data["in_flight_fields"]) != (
-                EVENT_FIELDS, PROJECT_FIELDS, IN_FLIGHT_FIELDS):
-            raise ValueError("field layout differs from this version's")
         state = cls(watermark=watermark, floor=None if floor is None else float(floor))
         for row in data["events"]:
-            event = FailureEvent(*row)
+            event = _row(FailureEvent, data["event_fields"], row)
             state.events[event.key] = event
-        state.projects.update({name: ProjectStats(*row) for name, row in data["projects"].items()})
-        state.in_flight = {int(pid): InFlight(*row) for pid, row in data["in_flight"].items()}
+        state.projects.update({name: _row(ProjectStats, data["project_fields"], row)
+                               for name, row in data["projects"].items()})
+        state.in_flight = {int(pid): _row(InFlight, data["in_flight_fields"], row)
+                           for pid, row in data["in_flight"].items()}
+        header = data.get("unexplained_fields", UNEXPLAINED_FIELDS)
+        state.unexplained = {k: _row(Unexplained, header, row) for k, row in data.get("unexplained", {}).items()}
+        state.reason_counts = {(str(p), str(r)): float(n) for p, r, n in data.get("reason_counts", [])}
         return state
 
     def save(self, path: Path) -> None:
@@ -169,6 +203,14 @@ class MonitorState:
                  failure_events=len(state.events), projects=len(state.projects) - 1,
                  in_flight=len(state.in_flight))
         return state
+
+
+def _row(kind, header: list[str], row: list):
+    """One saved row as `kind`, matched by field name; a row missing a required field raises TypeError."""
+    if not isinstance(header, list) or not isinstance(row, list) or len(header) != len(row):
+        raise ValueError(f"{kind.__name__} row does not match its field header")
+    known = {f.name for f in fields(kind)}
+    return kind(**{name: value for name, value in zip(header, row, strict=True) if name in known})
 
 
 def _move_aside(path: Path) -> Path:

@@ -69,8 +69,8 @@ class StatusModel:
     up: bool | None  # None before the first poll ended
     last_poll_success: float | None
     last_error: str | None
-    pending: dict[str, int] | None  # None: this monitor does not count pending pipelines
-    connections: list[ConnectionRow] | None  # None: this monitor does not check connections
+    pending: dict[str, int] | None  # None: not known before the first successful poll
+    connections: list[ConnectionRow] | None  # None: CONNECTION_CHECK_INTERVAL_SECONDS=0
     thresholds: Thresholds
     refresh_seconds: float
     tz: object
@@ -139,22 +139,17 @@ def build_rows(state: MonitorState, now: float, thresholds: Thresholds, ui_url: 
 
 
 def snapshot(monitor) -> StatusModel:
-    """The model of `monitor` now: project rows under its lock, header facts beside them.
-
-    `connections` and `pending` come from the failure-reasons work and are read
-    defensively, so the page also works on a monitor without them.
-    """
+    """The model of `monitor` now: project rows under its lock, header facts beside them."""
     settings = monitor.settings
     now = monitor.clock().timestamp()
     thresholds = Thresholds(settings.stuck_after_minutes * 60, settings.stale_after_hours * 3600)
     with monitor.lock:
         rows = build_rows(monitor.state, now, thresholds, settings.devlake_ui_url)
         last_success, last_error = monitor.last_success, monitor.last_error
-    checker = getattr(monitor, "connections", None)
-    connections = None if checker is None else [
+    connections = None if settings.connection_check_interval_seconds <= 0 else [
         ConnectionRow(c.plugin, c.connection_id, c.name, c.up, c.checked_at, c.error, c.since)
-        for c in checker.snapshot()]
-    pending = getattr(monitor, "pending", None)
+        for c in monitor.connections.snapshot()]
+    pending = None if last_success is None else monitor.pending
     up = None if last_success is None and last_error is None else last_error is None
     return StatusModel(
         now=now, devlake_url=settings.devlake_url, ui_url=settings.devlake_ui_url, up=up,

@@ -102,7 +102,7 @@ def _header(model: StatusModel, when: _Times, counts: dict[str, int]) -> str:
 
 def _pending(pending: dict[str, int] | None) -> str:
     if pending is None:
-        return "not counted by this monitor"
+        return "not known yet (no successful poll)"
     shown = [f"<b>{n}</b> {escape(status)}" for status, n in sorted(pending.items()) if n]
     return ", ".join(shown) or "none"
 

@@ -44,6 +44,15 @@ CONTRACT_METRICS: dict[str, str] = {
     "devlake_monitor_notifications_total": "counter",
     "devlake_monitor_notifications_processed_total": "counter",
     "devlake_monitor_failure_detection_latency_seconds": "histogram",
+    "devlake_pipeline_failures_by_reason_total": "counter",  # {plugin, reason} (issue 10)
+    "devlake_project_last_failure_info": "gauge",  # {project_name, plugin, reason, failed_subtask} 1
+    "devlake_monitor_unexplained_failures": "gauge",
+    "devlake_connection_up": "gauge",  # {plugin, connection_id, connection_name}
+    "devlake_connection_last_check_timestamp_seconds": "gauge",
+    "devlake_pipelines_pending": "gauge",  # {status}
+    "devlake_pipelines_oldest_pending_age_seconds": "gauge",
+    "devlake_pipeline_duration_seconds": "histogram",  # {status}
+    "devlake_monitor_stale_after_seconds": "gauge",
     "devlake_automation_last_run_timestamp_seconds": "gauge",
     "devlake_automation_last_success_timestamp_seconds": "gauge",
     "devlake_automation_last_run_success": "gauge",

@@ -68,6 +68,7 @@ def monitor_server():
 # -- the status page ------------------------------------------------------------------------------
 
 HOSTILE_NAME = "<img src=x onerror=\"document.title='pwned'\">"
+HOSTILE_SUBTASK = "</td><script>document.title='pwned'</script>collectApiIssues"
 # What the status page must list, trouble first (see monitor_status_world).
 STATUS_ORDER = [(HOSTILE_NAME, "failing"), ("github/acme/failing", "failing"), ("gitlab/acme/stuck", "stuck"),
                 ("jira/never", "never"), ("github/acme/stale", "stale"), ("github/acme/healthy", "healthy")]
@@ -77,8 +78,8 @@ STATUS_ORDER = [(HOSTILE_NAME, "failing"), ("github/acme/failing", "failing"), (
 def monitor_status_world(monitor_fake, monitor_clock, monitor_factory, monitor_server):
     """A polled monitor serving its status page over HTTP, with one project per state and a hostile name.
 
-    Returns (base URL, monitor). The failure reasons are set through the state, as the
-    failure-reasons work will set them from DevLake's failed tasks.
+    Returns (base URL, monitor). The reasons come from the failed tasks' messages, as DevLake
+    reports them; the hostile project's failed subtask is hostile too.
     """
     now = monitor_clock.now
     bp = {name: monitor_fake.add_project(name) for name, _ in STATUS_ORDER}
@@ -87,15 +88,12 @@ def monitor_status_world(monitor_fake, monitor_clock, monitor_factory, monitor_s
     monitor_fake.add_pipeline(bp["github/acme/stale"], "TASK_COMPLETED", finished_at=now - timedelta(days=3))
     monitor_fake.add_pipeline(bp["github/acme/healthy"], "TASK_COMPLETED", finished_at=now - timedelta(hours=1))
     monitor_fake.add_pipeline(bp["gitlab/acme/stuck"], "TASK_RUNNING", began_at=now - timedelta(hours=8))
-    for name in (HOSTILE_NAME, "github/acme/failing"):
-        monitor_fake.add_pipeline(bp[name], "TASK_FAILED", finished_at=now - timedelta(minutes=20))
-    monitor = monitor_factory(DEVLAKE_UI_URL="http://devlake-ui.example:4000")
+    monitor_fake.add_pipeline(bp[HOSTILE_NAME], "TASK_FAILED", finished_at=now - timedelta(minutes=20), failure={
+        "plugin": "github", "message": "authentication failed, please check your AccessToken",
+        "failedSubTask": HOSTILE_SUBTASK})
+    monitor_fake.add_pipeline(bp["github/acme/failing"], "TASK_FAILED", finished_at=now - timedelta(minutes=20),
+                              failure={"plugin": "github", "failedSubTask": "collectApiPullRequests",
+                                       "message": "Error 403: API rate limit exceeded for installation"})
+    monitor = monitor_factory(DEVLAKE_UI_URL="http://devlake-ui.example:4000", STALE_AFTER_HOURS="48")
     assert monitor.poll_once()
-    with monitor.lock:
-        hostile = monitor.state.projects[HOSTILE_NAME]
-        hostile.last_reason = "</td><script>document.title='pwned'</script> token expired"
-        hostile.last_failed_subtask, hostile.last_plugin = "collectApiIssues", "github"
-        failing = monitor.state.projects["github/acme/failing"]
-        failing.last_reason = "Error 403: API rate limit exceeded"
-        failing.last_failed_subtask, failing.last_plugin = "collectApiPullRequests", "github"
     return monitor_server(monitor), monitor

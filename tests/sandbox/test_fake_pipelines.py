@@ -220,3 +220,49 @@ def test_sample_data(fake, http):
     assert project["name"] == HAND_MADE_PROJECT and project["description"] == ""
     assert project["lastPipeline"]["status"] == "TASK_FAILED"
     assert len(project["blueprint"]["connections"]) == 1
+
+
+# --- why a pipeline failed (§9.4), restarts (§9.3), connection checks (§9.6) ----------------------
+
+def test_a_failed_task_reports_its_plugin_subtask_and_message(fake, http):
+    cid = fake.add_connection("github", "gh")
+    fake.add_scope("github", cid, {"githubId": 1, "name": "r", "fullName": "o/r"})
+    bp = fake.add_project("p", scopes=[("github", cid, "1")])
+    message = "Retry exceeded 3 times calling repos/o/r/pulls. Response: {\"message\":\"Bad credentials\"} (401)"
+    pid = fake.add_pipeline(bp, "TASK_FAILED", finished_at=fake.now(),
+                            failure={"plugin": "github", "failedSubTask": "collectApiPullRequests",
+                                     "message": message})
+    tasks = http.get(f"/pipelines/{pid}/tasks").json()["tasks"]
+    (failed,) = [t for t in tasks if t["status"] == "TASK_FAILED"]
+    assert (failed["plugin"], failed["failedSubTask"], failed["message"]) == (
+        "github", "collectApiPullRequests", message)
+    assert http.get(f"/pipelines/{pid}").json()["message"] == f"Error running pipeline {pid}."
+
+
+def test_a_restart_without_resume_fails_running_pipelines_without_finished_at(fake, http, clock):
+    bp = fake.add_project("p")
+    running = fake.add_pipeline(bp, "TASK_RUNNING", began_at=fake.now())
+    queued = fake.add_pipeline(bp, "TASK_CREATED")
+    clock.now += timedelta(minutes=7)
+    assert fake.restart() == [running]
+    body = http.get(f"/pipelines/{running}").json()
+    assert (body["status"], body["finishedAt"]) == ("TASK_FAILED", None)
+    assert body["updatedAt"].startswith(fake.now().strftime("%Y-%m-%dT%H:%M"))
+    assert http.get(f"/pipelines/{queued}").json()["status"] == "TASK_CREATED"
+    assert {t["status"] for t in http.get(f"/pipelines/{running}/tasks").json()["tasks"]} == {"TASK_FAILED"}
+    resumed = fake.add_pipeline(bp, "TASK_RUNNING", began_at=fake.now())
+    assert fake.restart(resume_pipelines=True) == [resumed]
+    assert http.get(f"/pipelines/{resumed}").json()["status"] == "TASK_RESUME"
+
+
+def test_connection_test_answers_the_upstreams_verdict(fake, http):
+    good = fake.add_connection("github", "good")
+    bad = fake.add_connection("circleci", "bad")
+    fake.fail_connection_test("circleci", bad, 401, "unexpected status code: 401")
+    ok = http.post(f"/plugins/github/connections/{good}/test")
+    assert ok.status_code == 200 and ok.json()["success"] is True
+    failed = http.post(f"/plugins/circleci/connections/{bad}/test")
+    assert failed.status_code == 401 and failed.json()["message"] == "unexpected status code: 401"
+    assert http.post("/plugins/github/connections/99/test").status_code == 400  # find connection from db
+    fake.fail_connection_test("circleci", bad, None)
+    assert http.post(f"/plugins/circleci/connections/{bad}/test").status_code == 200

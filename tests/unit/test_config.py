@@ -25,6 +25,8 @@ def test_minimal_config_uses_documented_defaults():
     ("http://ui:4000/api", "http://ui:4000/api/rest"),
     ("http://ui:4000/api/rest/", "http://ui:4000/api/rest"),
 ])
+
+
 def test_api_key_routes_requests_under_rest(url, expected):
     s = load_settings({"DEVLAKE_URL": url, "DEVLAKE_API_KEY": "k"})
     assert s.api_base_url == expected
@@ -86,6 +88,8 @@ def test_collection_settings_defaults():
     ("18:00 - 24:00", 1080, 1440, 360),
     ("23:59-00:00", 1439, 0, 1),
 ])
+
+
 def test_collection_window_parses(text, start, end, minutes):
     s = load_settings({"DEVLAKE_URL": "http://d:8080", "COLLECTION_WINDOW": text})
     window = s.collection_window
@@ -103,6 +107,8 @@ def test_collection_settings_are_validated_together():
 
 
 @pytest.mark.parametrize("text", ["22-04", "24:00-01:00", "10:60-11:00", "10:00-24:01", "10:00", "00:00-00:00"])
+
+
 def test_bad_collection_windows(text):
     with pytest.raises(ConfigError, match="COLLECTION_WINDOW"):
         load_settings({"DEVLAKE_URL": "http://d:8080", "COLLECTION_WINDOW": text})
@@ -115,7 +121,7 @@ def test_max_pending_zero_and_other_zone():
 def test_status_page_settings_defaults_and_conversion():
     s = load_settings({"DEVLAKE_URL": "http://d:8080"})
     assert (s.stuck_after_minutes, s.stale_after_hours, s.status_refresh_seconds, s.devlake_ui_url) == (
-        360.0, 48.0, 60.0, None)
+        360.0, 72.0, 60.0, None)
     s = load_settings({"DEVLAKE_URL": "http://d:8080", "STUCK_AFTER_MINUTES": "90", "STALE_AFTER_HOURS": "0.5",
                        "STATUS_REFRESH_SECONDS": "0", "DEVLAKE_UI_URL": "https://devlake.example/ui/"})
     assert (s.stuck_after_minutes, s.stale_after_hours, s.status_refresh_seconds, s.devlake_ui_url) == (
@@ -129,3 +135,13 @@ def test_bad_status_page_settings_are_all_reported():
     assert len(info.value.problems) == 4
     for name in ("STUCK_AFTER_MINUTES", "STALE_AFTER_HOURS", "STATUS_REFRESH_SECONDS", "DEVLAKE_UI_URL"):
         assert name in info.value.render()
+def test_connection_checks_and_stale_age():
+    s = load_settings({"DEVLAKE_URL": "http://d:8080"})
+    assert (s.connection_check_interval_seconds, s.stale_after_hours) == (3600.0, 72.0)
+    s = load_settings({"DEVLAKE_URL": "http://d:8080", "CONNECTION_CHECK_INTERVAL_SECONDS": "0",
+                       "STALE_AFTER_HOURS": "36"})
+    assert (s.connection_check_interval_seconds, s.stale_after_hours) == (0.0, 36.0)
+    with pytest.raises(ConfigError) as err:
+        load_settings({"DEVLAKE_URL": "http://d:8080", "CONNECTION_CHECK_INTERVAL_SECONDS": "-1",
+                       "STALE_AFTER_HOURS": "soon"})
+    assert "CONNECTION_CHECK_INTERVAL_SECONDS" in str(err.value) and "STALE_AFTER_HOURS" in str(err.value)

@@ -137,7 +137,9 @@ def test_pipelines_of_deleted_blueprints_are_ignored(state):
 def test_project_list_adds_at_zero_and_removes_deleted(state):
     apply(state, [ob(11, "TASK_RUNNING", bid=2, began=at(1))], 2)
     summary = apply(state, [], 5, projects=["github/a", "github/c"])
-    assert summary.projects_removed == ["github/b"] and summary.projects_added == ["github/c"]
+    assert summary.projects_removed == [] and summary.projects_added == ["github/c"]  # one sweep: maybe missed
+    summary = apply(state, [], 65, projects=["github/a", "github/c"])
+    assert summary.projects_removed == ["github/b"]
     assert set(state.projects) == {"github/a", "github/c", NO_PROJECT}
     assert state.in_flight == {}  # the deleted project's running pipeline is forgotten too
 
@@ -185,3 +187,49 @@ def test_parse_pipeline_reads_devlake_shape():
                         "finishedAt": "2025-08-08T14:06:06.123456789+07:00", "beganAt": None})
     assert (o.pipeline_id, o.blueprint_id, o.status) == (7, 0, "TASK_FAILED")
     assert o.finish_key == "7@2025-08-08T07:06:06.123456+00:00"
+
+
+def test_a_project_missing_from_one_sweep_keeps_its_counters(state):
+    """/projects pages by created_at DESC without a tie-break: one sweep can miss a project."""
+    apply(state, [ob(11, "TASK_FAILED", fin=at(1), bid=2)], 2)
+    summary = apply(state, [], 60, projects=["github/a"])  # github/b missed by this sweep
+    assert summary.projects_removed == [] and state.projects["github/b"].failures == 1
+    apply(state, [ob(12, "TASK_FAILED", fin=at(61), bid=2)], 62)
+    summary = apply(state, [], 120, projects=["github/a", "github/b"])  # back: the count of misses restarts
+    assert summary.projects_removed == [] and state.projects["github/b"].failures == 2
+    apply(state, [], 180, projects=["github/a"])
+    assert "github/b" in state.projects
+    summary = apply(state, [], 240, projects=["github/a"])
+    assert summary.projects_removed == ["github/b"]
+
+
+def test_an_interrupted_pipeline_counts_once_at_its_updated_at(state):
+    """RESUME_PIPELINES=false: DevLake fails running pipelines at start, finishedAt stays NULL."""
+    apply(state, [ob(11, "TASK_RUNNING", began=at(1))], 2)
+    raw = {"id": 11, "blueprintId": 1, "status": "TASK_FAILED", "beganAt": at(1).isoformat(),
+           "finishedAt": None, "updatedAt": at(30).isoformat()}
+    obs = parse_pipeline(raw)
+    assert obs.interrupted and obs.finished_at == at(30)
+    summary = apply(state, [obs], 35)
+    (event,) = summary.failures
+    assert event.finished_epoch == at(30).timestamp() and state.unexplained[event.key].interrupted
+    assert summary.durations == []  # no real finish: not a duration
+    for minute in (40, 45):  # seen again by later polls and the hourly re-scan: never again
+        assert apply(state, [parse_pipeline(raw)], minute).failures == []
+    assert state.projects["github/a"].failures == 1
+
+
+def test_an_interrupted_rerun_keeps_its_old_finished_at_and_still_counts(state):
+    apply(state, [ob(11, "TASK_FAILED", fin=at(1), began=at(0))], 2)
+    apply(state, [ob(11, "TASK_RERUN", fin=at(1), updated=at(3))], 4)  # rerun queued: old finishedAt kept
+    summary = apply(state, [ob(11, "TASK_FAILED", fin=at(1), updated=at(20))], 25)
+    (event,) = summary.failures
+    assert event.finished_epoch == at(20).timestamp() and state.projects["github/a"].failures == 2
+    assert apply(state, [ob(11, "TASK_FAILED", fin=at(1), updated=at(20))], 30).failures == []
+
+
+def test_each_counted_failure_waits_for_its_reason_and_durations_are_reported(state):
+    summary = apply(state, [ob(11, "TASK_FAILED", fin=at(10), began=at(4)),
+                            ob(12, "TASK_COMPLETED", fin=at(11), began=at(1))], 12)
+    assert list(state.unexplained) == [summary.failures[0].key]
+    assert sorted(summary.durations) == [("TASK_COMPLETED", 600.0), ("TASK_FAILED", 360.0)]

@@ -61,7 +61,7 @@ def test_every_known_project_starts_at_zero():
                                      {"project_name": "quiet", "status": "TASK_FAILED"}) is None
 
 
-def test_last_status_is_an_enum_and_in_flight_since_is_the_oldest():
+def test_last_status_is_one_info_series_and_in_flight_since_is_the_oldest():
     state = MonitorState()
     state.projects["a"] = ProjectStats(last_status="TASK_RUNNING", last_success=100.0, last_failure=50.0)
     state.in_flight[5] = InFlight("a", 300.0, "TASK_RUNNING")
@@ -69,7 +69,7 @@ def test_last_status_is_an_enum_and_in_flight_since_is_the_oldest():
     registry = collect(state)
     values = {s: registry.get_sample_value("devlake_project_last_pipeline_status", {"project_name": "a", "status": s})
               for s in ALL_STATUSES}
-    assert values.pop("TASK_RUNNING") == 1.0 and set(values.values()) == {0.0} and len(values) == 7
+    assert values.pop("TASK_RUNNING") == 1.0 and set(values.values()) == {None} and len(values) == 7
     assert registry.get_sample_value("devlake_project_pipeline_in_flight_since_timestamp_seconds",
                                      {"project_name": "a"}) == 200.0
     assert registry.get_sample_value("devlake_project_last_success_timestamp_seconds", {"project_name": "a"}) == 100.0
@@ -113,3 +113,37 @@ def test_unreadable_automation_file_is_reported_and_left_alone(tmp_path):
         assert path.read_text() == text  # not ours: never moved aside
     registry = collect(MonitorState(), None)
     assert registry.get_sample_value("devlake_automation_last_run_timestamp_seconds") is None
+
+
+def test_reasons_by_plugin_and_the_newest_reason_per_project():
+    state = MonitorState()
+    state.projects["github/a"] = ProjectStats(failures=2, last_reason="unauthorized", last_plugin="github",
+                                              last_failed_subtask="collectApiIssues")
+    state.projects["github/b"] = ProjectStats()
+    state.reason_counts = {("github", "unauthorized"): 2.0, ("gitextractor", "network"): 1.0}
+    registry = collect(state)
+    assert registry.get_sample_value("devlake_pipeline_failures_by_reason_total",
+                                     {"plugin": "github", "reason": "unauthorized"}) == 2.0
+    assert registry.get_sample_value("devlake_project_last_failure_info", {
+        "project_name": "github/a", "plugin": "github", "reason": "unauthorized",
+        "failed_subtask": "collectApiIssues"}) == 1.0
+    text = generate_latest(registry).decode()
+    assert 'devlake_project_last_failure_info{project_name="github/b"' not in text  # never failed: no series
+
+
+def test_at_most_eight_series_per_project_at_steady_state():
+    """Issue 10's budget: 5,000 projects must stay scrapeable."""
+    state = MonitorState()
+    for i in range(50):
+        name = f"github/r{i}"
+        state.projects[name] = ProjectStats(failures=3, runs=9, last_failure=10.0, last_success=20.0,
+                                            last_status="TASK_RUNNING", consecutive_failures=1, last_finish=20.0,
+                                            last_reason="rate_limited", last_plugin="github",
+                                            last_failed_subtask="collectApiPullRequests")
+        state.in_flight[i] = InFlight(name, 5.0, "TASK_RUNNING")
+    per_project: dict[str, int] = {}
+    for family in text_string_to_metric_families(generate_latest(collect(state)).decode()):
+        for sample in family.samples:
+            if "project_name" in sample.labels and family.name != "devlake_blueprint_failure":
+                per_project[sample.labels["project_name"]] = per_project.get(sample.labels["project_name"], 0) + 1
+    assert max(per_project.values()) == 8

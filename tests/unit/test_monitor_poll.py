@@ -30,7 +30,9 @@ class MiniDevLake:
         self.pipelines: dict[int, dict] = {}
         self.projects: dict[str, int] = {}  # name -> blueprint id
         self.next_id = 1
+        self.tasks: dict[int, list[dict]] = {}
         mock.get(re.compile(re.escape(base) + r"/pipelines(\?.*)?$"), json=self._list_pipelines)
+        mock.get(re.compile(re.escape(base) + r"/pipelines/\d+/tasks$"), json=self._tasks)
         mock.get(re.compile(re.escape(base) + r"/pipelines/\d+$"), json=self._get_pipeline)
         mock.get(re.compile(re.escape(base) + r"/projects(\?.*)?$"), json=self._list_projects)
         mock.get(re.compile(re.escape(base) + r"/blueprints/\d+$"), json=self._get_blueprint)
@@ -58,6 +60,10 @@ class MiniDevLake:
             rows = [p for p in rows if p["status"] == qs["status"]]
         page, size = int(qs.get("page", 1)), int(qs.get("pageSize", 50))
         return {"count": len(rows), "pipelines": rows[(page - 1) * size: page * size]}
+
+    def _tasks(self, request, context):
+        tasks = self.tasks.get(int(request.path.split("/")[2]))
+        return {"tasks": tasks, "count": len(tasks or [])}  # null for none (§9.1)
 
     def _get_pipeline(self, request, context):
         pid = int(request.path.rsplit("/", 1)[1])
@@ -132,9 +138,13 @@ def test_first_and_steady_state_calls(tmp_path, clock, lake, requests_mock):
         "/pipelines?page=1&pageSize=500&status=TASK_RESUME",
         "/pipelines?page=1&pageSize=500&status=TASK_RUNNING",
         "/pipelines?page=1&pageSize=100",
+        "/pipelines/2/tasks",  # the new failure's reason, read once
     ]
     assert value(monitor, "devlake_project_failures_total", project_name="github/a") == 1
-    assert value(monitor, "devlake_monitor_last_poll_api_calls") == 5
+    assert value(monitor, "devlake_monitor_last_poll_api_calls") == 6
+    requests_mock.reset_mock()
+    clock.advance(minutes=5)
+    assert monitor.poll_once() and requests_mock.call_count == 5  # never read again
 
 
 def test_steady_state_cost_does_not_depend_on_project_count(tmp_path, clock, lake, requests_mock):
@@ -148,7 +158,7 @@ def test_steady_state_cost_does_not_depend_on_project_count(tmp_path, clock, lak
     for bp in blueprints[:30]:
         lake.add_pipeline(bp, "TASK_FAILED", finished_at=clock.now)
     monitor.poll_once()
-    assert requests_mock.call_count == 5
+    assert requests_mock.call_count == 5 + 30  # plus one task read per new failure
     assert value(monitor, "devlake_project_failures_total", project_name="github/r29") == 1
 
 
@@ -176,7 +186,7 @@ def test_pipeline_finished_outside_the_new_page_is_read_by_id(tmp_path, clock, l
     lake.set_status(5, "TASK_FAILED", finished_at=clock.now)
     requests_mock.reset_mock()
     monitor.poll_once()
-    assert paths(requests_mock)[-1] == "/pipelines/5"
+    assert paths(requests_mock)[-2:] == ["/pipelines/5", "/pipelines/5/tasks"]
     assert value(monitor, "devlake_project_failures_total", project_name="github/a") == 1
     assert value(monitor, "devlake_project_pipeline_in_flight_since_timestamp_seconds",
                  project_name="github/a") is None
@@ -263,3 +273,52 @@ def test_state_is_saved_only_when_something_changed(tmp_path, clock, lake):
     saved = json.loads(path.read_text())
     assert [dict(zip(saved["event_fields"], row, strict=True))["project"] for row in saved["events"]] == ["github/a"]
     assert before <= path.stat().st_mtime_ns
+
+
+GITHUB_401 = ("Retry exceeded 3 times calling repos/acme/api/pulls. The last error was: Http DoAsync error "
+              "calling [GET https://api.github.com/repos/acme/api/pulls?access_token=ghp_abcdefgh12345678]. "
+              "Response: {\"message\":\"Bad credentials\",\"documentation_url\":\"https://docs.github.com/rest\"}"
+              " (401)")
+
+
+def test_a_new_failure_is_explained_by_its_failed_task(tmp_path, clock, lake, requests_mock):
+    bp = lake.add_project("github/a")
+    monitor = make_monitor(tmp_path, clock)
+    monitor.poll_once()
+    clock.advance(minutes=5)
+    pid = lake.add_pipeline(bp, "TASK_FAILED", finished_at=clock.now)
+    lake.tasks[pid] = [
+        {"id": 2, "plugin": "gitextractor", "status": "TASK_COMPLETED", "message": "", "failedSubTask": "",
+         "pipelineRow": 2, "pipelineCol": 1},
+        {"id": 1, "plugin": "github", "status": "TASK_FAILED", "message": GITHUB_401,
+         "failedSubTask": "collectApiPullRequests", "pipelineRow": 1, "pipelineCol": 1}]
+    with capture_logs() as logs:
+        assert monitor.poll_once()
+    assert value(monitor, "devlake_pipeline_failures_by_reason_total", plugin="github", reason="unauthorized") == 1
+    assert value(monitor, "devlake_project_last_failure_info", project_name="github/a", plugin="github",
+                 reason="unauthorized", failed_subtask="collectApiPullRequests") == 1
+    stats = monitor.state.projects["github/a"]
+    assert (stats.last_reason, stats.last_plugin, stats.last_failed_subtask) == (
+        "unauthorized", "github", "collectApiPullRequests")
+    (line,) = [e for e in logs if e["event"] == "pipeline_failed"]
+    assert (line["project"], line["pipeline_id"], line["reason"]) == ("github/a", pid, "unauthorized")
+    assert "ghp_abcdefgh12345678" not in line["message"] and "Bad credentials" in line["message"]
+    assert len(line["message"]) <= 500
+
+
+def test_unreadable_tasks_count_as_other_after_three_tries_and_are_not_read_again(tmp_path, clock, lake,
+                                                                                 requests_mock):
+    bp = lake.add_project("github/a")
+    monitor = make_monitor(tmp_path, clock)
+    monitor.poll_once()
+    clock.advance(minutes=5)
+    pid = lake.add_pipeline(bp, "TASK_FAILED", finished_at=clock.now)
+    requests_mock.get(f"{BASE}/pipelines/{pid}/tasks", status_code=500, json={"message": "db gone"})
+    for _ in range(3):
+        assert monitor.poll_once()  # the poll itself succeeds: the count is not held back
+        assert value(monitor, "devlake_project_failures_total", project_name="github/a") == 1
+        clock.advance(minutes=5)
+    assert value(monitor, "devlake_pipeline_failures_by_reason_total", plugin="unknown", reason="other") == 1
+    assert monitor.state.unexplained == {}
+    requests_mock.reset_mock()
+    assert monitor.poll_once() and requests_mock.call_count == 5

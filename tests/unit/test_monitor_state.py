@@ -3,7 +3,7 @@ import json
 
 from structlog.testing import capture_logs
 
-from modules.monitoring.state import NO_PROJECT, FailureEvent, InFlight, MonitorState, ProjectStats
+from modules.monitoring.state import NO_PROJECT, FailureEvent, InFlight, MonitorState, ProjectStats, Unexplained
 
 
 def sample_state() -> MonitorState:
@@ -24,7 +24,7 @@ def test_round_trip_through_the_file(tmp_path):
     assert original.dirty is False
     restored = MonitorState.load(path)
     assert restored.to_dict() == original.to_dict()
-    assert json.loads(path.read_text())["version"] == 1
+    assert json.loads(path.read_text())["version"] == 2
     assert not list(tmp_path.glob(".*.tmp"))  # atomic write leaves no temp file
 
 
@@ -59,3 +59,35 @@ def test_prune_raises_the_floor_and_drops_old_events():
     assert s.prune(1754636766.0) == 0  # an event exactly at the cutoff is kept
     assert s.prune(1754636767.0) == 1 and s.events == {}
     assert s.floor == 1754636767.0 and s.dirty
+
+
+def test_reasons_and_unexplained_failures_survive_a_restart(tmp_path):
+    path = tmp_path / "monitor_state.json"
+    original = sample_state()
+    original.projects["github/a"].last_reason = "unauthorized"
+    original.projects["github/a"].last_plugin = "github"
+    original.projects["github/a"].last_failed_subtask = "collectApiIssues"
+    original.unexplained["43@x"] = Unexplained(43, "github/a", 1754636800.0, interrupted=True, attempts=1)
+    original.reason_counts[("github", "unauthorized")] = 2.0
+    original.save(path)
+    restored = MonitorState.load(path)
+    assert restored.to_dict() == original.to_dict()
+    assert restored.projects["github/a"].last_reason == "unauthorized"
+    assert restored.unexplained["43@x"].interrupted and restored.reason_counts == {("github", "unauthorized"): 2.0}
+
+
+def test_a_version_1_file_loads_with_the_new_fields_at_their_defaults(tmp_path):
+    """What the monitor wrote before failure reasons existed: no reason fields, no unexplained."""
+    v1_fields = ["failures", "runs", "last_failure", "last_success", "last_status", "last_pipeline_id",
+                 "consecutive_failures", "last_finish"]
+    data = sample_state().to_dict()
+    data["version"] = 1
+    data["project_fields"] = v1_fields
+    data["projects"] = {name: row[:len(v1_fields)] for name, row in data["projects"].items()}
+    del data["unexplained_fields"], data["unexplained"], data["reason_counts"]
+    path = tmp_path / "monitor_state.json"
+    path.write_text(json.dumps(data))
+    restored = MonitorState.load(path)
+    stats = restored.projects["github/a"]
+    assert (stats.failures, stats.consecutive_failures, stats.last_reason) == (3, 2, None)
+    assert restored.watermark == 42 and len(restored.events) == 1 and restored.unexplained == {}

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
 
 from config import load_settings
+from modules.monitoring.connections import ConnectionHealth
 from modules.monitoring.state import NO_PROJECT, InFlight, MonitorState, ProjectStats
 from modules.monitoring.status_model import (
     ConnectionRow,
@@ -129,17 +129,6 @@ def test_project_link_is_one_encoded_path_segment(name, link):
     assert project_link(None, name) is None
 
 
-@dataclass
-class Health:  # the shape the failure-reasons work gives monitor.connections.snapshot()
-    plugin: str
-    connection_id: int
-    name: str
-    up: bool | None
-    checked_at: float | None
-    error: str | None
-    since: float | None
-
-
 class RecordingLock:
     """An RLock that remembers whether the state was read while it was held."""
 
@@ -170,17 +159,19 @@ def fake_monitor(state: MonitorState, **env) -> SimpleNamespace:
     clock = Clock()
     clock.now = clock.now.fromtimestamp(NOW, clock.now.tzinfo)
     return SimpleNamespace(settings=settings, clock=clock, lock=lock, state=GuardedState(state, lock),
-                           last_success=None, last_error=None)
+                           last_success=None, last_error=None, pending={"TASK_CREATED": 0},
+                           connections=SimpleNamespace(snapshot=lambda: []))
 
 
 def test_snapshot_reads_state_under_the_lock_and_the_header_facts():
     monitor = fake_monitor(state_of({"p": failed(3)}), DEVLAKE_UI_URL="http://ui:4000/")
     model = snapshot(monitor)
     assert model.up is None and model.last_poll_success is None  # before the first poll
-    assert model.pending is None and model.connections is None  # before the failure-reasons work
+    assert model.pending is None  # not known before the first poll
+    assert model.connections == []
     assert (model.now, model.devlake_url, model.ui_url, model.refresh_seconds) == (
         NOW, "http://devlake:8080", "http://ui:4000", 60.0)
-    assert model.thresholds == Thresholds(360 * 60, 48 * HOUR)
+    assert model.thresholds == Thresholds(360 * 60, 72 * HOUR)
     assert model.counts == {"failing": 1, "stuck": 0, "never": 0, "stale": 0, "healthy": 0}
     monitor.last_success, monitor.last_error = NOW - 60, None
     assert snapshot(monitor).up is True
@@ -188,10 +179,13 @@ def test_snapshot_reads_state_under_the_lock_and_the_header_facts():
     assert snapshot(monitor).up is False
 
 
-def test_snapshot_reads_connections_and_pending_when_the_monitor_has_them():
+def test_snapshot_reads_connections_and_pending():
     monitor = fake_monitor(state_of({}))
+    monitor.last_success = NOW - 60
     monitor.pending = {"TASK_CREATED": 2, "TASK_RUNNING": 1}
-    monitor.connections = SimpleNamespace(snapshot=lambda: [Health("github", 1, "gh", False, NOW, "401", NOW - HOUR)])
+    monitor.connections = SimpleNamespace(
+        snapshot=lambda: [ConnectionHealth("github", 1, "gh", False, NOW, "401", NOW - HOUR)])
     model = snapshot(monitor)
     assert model.pending == {"TASK_CREATED": 2, "TASK_RUNNING": 1}
     assert model.connections == [ConnectionRow("github", 1, "gh", False, NOW, "401", NOW - HOUR)]
+    assert snapshot(fake_monitor(state_of({}), CONNECTION_CHECK_INTERVAL_SECONDS="0")).connections is None

@@ -1,0 +1,167 @@
+"""Connection health: DevLake's own check of each saved connection, in its own thread, on its own interval.
+
+`POST /plugins/{p}/connections/{id}/test` tests the stored credentials against
+the upstream and changes nothing (devlake-api.md §9.6; plugins/<p>/api/connection_api.go).
+A bad or expired token mostly answers 400 with the upstream's reason; circleci
+answers 401 — on this route that is the upstream's verdict on the stored token,
+not DevLake rejecting our API key. An expired token shows up here before the
+next nightly collection fails with a 401 in the middle of a pipeline.
+
+The checker never holds the monitor's lock and never runs in the poll thread:
+a slow upstream delays only the next check. Scrapes read a snapshot.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+import structlog
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+
+from modules.api import DevLakeClient, DevLakeError, DevLakeNotFound, DevLakeUnavailable
+from modules.monitoring.reasons import mask
+
+log = structlog.get_logger("monitor")
+
+# 401/403 texts of DevLake's own API-key check (devlake-api.md §1.2): our key, not the connection.
+OUR_KEY_REJECTED = ("token is missing", "token is not present", "api key is invalid", "api key has expired",
+                    "path doesn't match api key")
+
+
+@dataclass(frozen=True)
+class ConnectionHealth:
+    """The last verdict on one connection; `since` is when its current up/down state began."""
+
+    plugin: str
+    connection_id: int
+    name: str
+    up: bool | None = None  # None: not checked yet, or DevLake could not say
+    checked_at: float | None = None
+    error: str | None = None
+    since: float | None = None
+
+
+def verdict(exc: DevLakeError | None) -> bool | None:
+    """Up (True), down (False) or unknown (None) from the test call's outcome."""
+    if exc is None:
+        return True
+    if isinstance(exc, DevLakeUnavailable) or exc.status is None or exc.status >= 500:
+        return None  # DevLake itself failed: says nothing about the connection
+    if any(text in (exc.message or "").lower() for text in OUR_KEY_REJECTED):
+        return None
+    return False  # 400 (upstream reason), 401 (circleci's verdict), 403, 404 (bamboo: gone)
+
+
+def transition(old: ConnectionHealth | None, new: ConnectionHealth) -> ConnectionHealth:
+    """The new verdict with `since` carried over while the state does not change (pure)."""
+    if new.up is None and old is not None:  # unknown: keep the last verdict, note the error
+        return replace(old, error=new.error)
+    if old is not None and old.up == new.up:
+        return replace(new, since=old.since)
+    return new
+
+
+class ConnectionChecker:
+    """Tests every connection of `plugins` every `interval` seconds (0: never)."""
+
+    def __init__(self, client: DevLakeClient, plugins: Iterable[str], interval: float, *,
+                 clock: Callable[[], float], on_change: Callable[[], None] = lambda: None,
+                 registry: CollectorRegistry | None = None):
+        self.client, self.plugins, self.interval = client, tuple(plugins), interval
+        self.clock, self.on_change = clock, on_change
+        self._health: dict[tuple[str, int], ConnectionHealth] = {}
+        self._lock = threading.Lock()  # guards _health only; never held during HTTP
+        self._thread: threading.Thread | None = None
+        if registry is not None:
+            registry.register(_ConnectionCollector(self))
+
+    def snapshot(self) -> list[ConnectionHealth]:
+        with self._lock:
+            return sorted(self._health.values(), key=lambda h: (h.plugin, h.connection_id))
+
+    def check_once(self) -> list[ConnectionHealth]:
+        """List the connections of each plugin and test each; returns the new snapshot."""
+        for plugin in self.plugins:
+            try:
+                connections = self.client.list_connections(plugin)
+            except DevLakeNotFound:
+                continue  # plugin not installed in this DevLake (devlake-api.md §2)
+            except DevLakeError as exc:
+                log.warning("connection_check_failed", plugin=plugin, error=mask(str(exc), 300))
+                continue  # keep the last verdicts: DevLake, not the connections, failed
+            self._check_plugin(plugin, connections)
+        self.on_change()
+        return self.snapshot()
+
+    def _check_plugin(self, plugin: str, connections: list[dict]) -> None:
+        seen = set()
+        for conn in connections:
+            cid = conn.get("id")
+            if not isinstance(cid, int) or isinstance(cid, bool):
+                continue
+            seen.add((plugin, cid))
+            error: DevLakeError | None = None
+            try:
+                self.client.test_connection(plugin, cid)
+            except DevLakeError as exc:
+                error = exc
+            now = self.clock()
+            new = ConnectionHealth(plugin, cid, str(conn.get("name") or cid), verdict(error), now,
+                                   mask(error.message or str(error), 300) if error else None, now)
+            self._record(new)
+        with self._lock:  # connections deleted in DevLake disappear
+            for key in [k for k in self._health if k[0] == plugin and k not in seen]:
+                del self._health[key]
+
+    def _record(self, new: ConnectionHealth) -> None:
+        with self._lock:
+            old = self._health.get((new.plugin, new.connection_id))
+            current = self._health[(new.plugin, new.connection_id)] = transition(old, new)
+        fields = dict(plugin=new.plugin, connection_id=new.connection_id, connection_name=new.name)
+        if current.up is False and (old is None or old.up is not False):
+            log.warning("connection_down", **fields, error=current.error)
+        elif current.up is True and old is not None and old.up is False:
+            log.info("connection_recovered", **fields, down_since=old.since)
+        elif new.up is None:
+            log.warning("connection_check_failed", **fields, error=new.error)
+
+    def start(self, stop: threading.Event) -> ConnectionChecker:
+        """Check now and then every `interval` seconds in a daemon thread, until `stop` is set."""
+        if self.interval <= 0:
+            return self
+        self._thread = threading.Thread(target=self._run, args=(stop,), name="connection-checks", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.check_once()
+            except Exception:  # thread boundary: a bug must not end the checks
+                log.exception("connection_check_crashed")
+            stop.wait(self.interval)
+
+
+class _ConnectionCollector:
+    def __init__(self, checker: ConnectionChecker):
+        self.checker = checker
+
+    def collect(self):
+        labels = ["plugin", "connection_id", "connection_name"]
+        up = GaugeMetricFamily("devlake_connection_up", "1 if DevLake's test of the connection's stored "
+                               "credentials passed at the last check, 0 if it failed", labels=labels)
+        checked = GaugeMetricFamily("devlake_connection_last_check_timestamp_seconds",
+                                    "When the connection was last tested", labels=labels)
+        for health in self.checker.snapshot():
+            values = [health.plugin, str(health.connection_id), health.name]
+            if health.up is not None:
+                up.add_metric(values, 1.0 if health.up else 0.0)
+            if health.checked_at is not None:
+                checked.add_metric(values, health.checked_at)
+        yield up
+        yield checked
+
+    def describe(self):
+        return []
