@@ -6,10 +6,16 @@ import threading
 
 from .fake_devlake import FakeDevLake
 
+# What DevLake's GitHub/GitLab collectors report when an upstream API keeps timing out
+# (backend/helpers/pluginhelper/api/api_async_client.go, devlake-api.md §9.4).
+FLAKY_FAILURE = {"failedSubTask": "collectApiPullRequests",
+                 "message": "Retry exceeded 3 times calling repos/acme/flaky/pulls. The last error was: "
+                            "Get \"https://api.github.com/repos/acme/flaky/pulls\": context deadline exceeded"}
 
-def flaky_outcome(pipeline: dict) -> str:
-    """Deterministic demo outcome: pipelines of projects named like "*flaky*" fail."""
-    return "TASK_FAILED" if "flaky" in pipeline["name"].lower() else "TASK_COMPLETED"
+
+def flaky_outcome(pipeline: dict) -> str | tuple[str, dict]:
+    """Deterministic demo outcome: pipelines of projects named like "*flaky*" fail, timing out upstream."""
+    return ("TASK_FAILED", FLAKY_FAILURE) if "flaky" in pipeline["name"].lower() else "TASK_COMPLETED"
 
 
 class AutoRunner:

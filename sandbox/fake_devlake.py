@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from .blueprint_rules import make_plan
 from .common import FINISHED_STATUSES, ApiError, cron_matches, dumps, to_utc
 from .notifier import Notifier
+from .pipelines import Outcome
 from .plugins import INT_ID_PLUGINS, build_scope_data, default_full_name, default_scope_id, scope_id_of
 from .server import TRANSIENT_KINDS, App, Chaos, FakeServer, Fault, RequestRecord
 from .state import State
@@ -245,7 +246,7 @@ class FakeDevLake:
             else:
                 self._state.plugins.test_failures[(plugin, connection_id)] = (status, message)
 
-    def run_pending(self, outcome: Callable[[dict], str] | None = None, *,
+    def run_pending(self, outcome: Outcome | None = None, *,
                     older_than: float | None = None) -> list[int]:
         """Finish every TASK_CREATED/TASK_RERUN pipeline; `outcome(pipeline)` picks the status
         (default TASK_COMPLETED). Returns the ids it finished."""
@@ -264,7 +265,7 @@ class FakeDevLake:
         with self._state.lock:
             self._state.pipelines.max_parallel = int(value)
 
-    def queue_step(self, outcome: Callable[[dict], str] | None = None, *,
+    def queue_step(self, outcome: Outcome | None = None, *,
                    min_run_seconds: float | None = None) -> tuple[list[int], list[int]]:
         """One turn of DevLake's runner: running pipelines finish with `outcome(pipeline)` (default
         TASK_COMPLETED), then up to `max_parallel` waiting ones start (priority, then id).

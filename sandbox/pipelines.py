@@ -194,7 +194,7 @@ class PipelineStore:
     def reset_max_in_queue(self) -> None:
         self.max_in_queue = len(self.in_queue)
 
-    def queue_step(self, outcome: Callable[[dict], str] | None = None, *,
+    def queue_step(self, outcome: Outcome | None = None, *,
                    min_run_seconds: float | None = None) -> tuple[list[int], list[int]]:
         """One turn of RunPipelineInQueue (backend/server/services/pipeline.go): running pipelines
         finish (only those running at least `min_run_seconds`, if given), then free slots of
@@ -205,8 +205,8 @@ class PipelineStore:
         for pid in sorted(p for p in self.in_queue if self.pipelines[p]["status"] == "TASK_RUNNING"):
             if cutoff is not None and self.running_since.get(pid, 0.0) > cutoff:
                 continue
-            status = outcome(json.loads(dumps(self.pipelines[pid]))) if outcome else "TASK_COMPLETED"
-            self.set_status(pid, status or "TASK_COMPLETED")
+            status, failure = _decide(outcome, self.pipelines[pid])
+            self.set_status(pid, status, failure=failure)
             finished.append(pid)
         running = sum(1 for p in self.in_queue if self.pipelines[p]["status"] == "TASK_RUNNING")
         free = len(self.in_queue) if self.max_parallel <= 0 else self.max_parallel - running
@@ -261,7 +261,7 @@ class PipelineStore:
             marked.append(pipeline["id"])
         return marked
 
-    def run_pending(self, outcome: Callable[[dict], str] | None = None, *,
+    def run_pending(self, outcome: Outcome | None = None, *,
                     older_than: float | None = None) -> list[int]:
         """Finish every TASK_CREATED/TASK_RERUN pipeline (optionally only those queued longer than
         `older_than` seconds). `outcome(pipeline)` picks the final status."""
@@ -274,8 +274,19 @@ class PipelineStore:
                 continue
             if cutoff is not None and self.queued_at[pid] > cutoff:
                 continue
-            status = outcome(json.loads(dumps(pipeline))) if outcome else "TASK_COMPLETED"
+            status, failure = _decide(outcome, pipeline)
             pipeline["beganAt"] = None  # the runner starts it now
-            self.set_status(pid, status or "TASK_COMPLETED")
+            self.set_status(pid, status, failure=failure)
             done.append(pid)
         return done
+
+
+# What a test or the demo decides for a finished pipeline: a status, or (status, failure) with
+# what the failing task reports ({"message", "failedSubTask", "plugin"}; see set_status).
+Outcome = Callable[[dict], "str | tuple[str, dict]"]
+
+
+def _decide(outcome: Outcome | None, pipeline: dict) -> tuple[str, dict | None]:
+    decided = outcome(json.loads(dumps(pipeline))) if outcome else "TASK_COMPLETED"
+    status, failure = decided if isinstance(decided, tuple) else (decided, None)
+    return status or "TASK_COMPLETED", failure

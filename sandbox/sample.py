@@ -51,7 +51,10 @@ def _hand_made_project(fake: FakeDevLake, cid: int, scope_id: str) -> None:
     fake.add_pipeline(bp_id, "TASK_COMPLETED", began_at=now - timedelta(hours=26, minutes=12),
                       finished_at=now - timedelta(hours=26))
     fake.add_pipeline(bp_id, "TASK_FAILED", began_at=now - timedelta(hours=2, minutes=9),
-                      finished_at=now - timedelta(hours=2))
+                      finished_at=now - timedelta(hours=2), failure={
+                          "failedSubTask": "collectApiCommits",
+                          "message": "You have exceeded a secondary rate limit. Please wait a few minutes "
+                                     "before you try again. (403)"})
 
 
 def _gitlab(fake: FakeDevLake) -> None:

@@ -4,11 +4,6 @@
 The same world as `make demo-monitor` (sample data, one automation run, the status
 scenario), one poll of an in-process monitor, then headless Chromium (Debian
 package `chromium`) takes the picture. Usage: .venv/bin/python scripts/screenshot_status.py [PATH]
-
-Failure reasons: until the failure-reasons work records them (ProjectStats.last_reason,
-last_failed_subtask, last_plugin), this script copies them from the sandbox's failed
-task of each failing project's newest pipeline, the way that work reads them; it
-leaves any reason the monitor already recorded alone.
 """
 from __future__ import annotations
 
@@ -27,24 +22,11 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 from blueprint_monitor import build_monitor  # noqa: E402
 from config import load_settings  # noqa: E402
 from modules.monitoring.http import MetricsServer  # noqa: E402
-from modules.monitoring.state import FAILURE_STATUSES  # noqa: E402
 from sandbox.fake_devlake import FakeDevLake  # noqa: E402
 from scripts.demo_monitor import prepare, sandbox_env  # noqa: E402
 from utils.logging import configure_logging  # noqa: E402
 
 WINDOW = "1280,1180"
-
-
-def fill_reasons(monitor, fake: FakeDevLake) -> None:
-    """Stand-in for the failure-reasons work: the failed task's message and subtask, from the sandbox."""
-    with monitor.lock:
-        for stats in monitor.state.projects.values():
-            if stats.last_status not in FAILURE_STATUSES or stats.last_reason is not None:
-                continue
-            failed = [t for t in fake.pipeline_tasks(stats.last_pipeline_id) if t["status"] in FAILURE_STATUSES]
-            if failed:
-                stats.last_reason, stats.last_failed_subtask = failed[0]["message"], failed[0]["failedSubTask"]
-                stats.last_plugin = failed[0]["plugin"]
 
 
 def main(argv: list[str]) -> int:
@@ -61,7 +43,7 @@ def main(argv: list[str]) -> int:
         if not monitor.poll_once():
             print("the monitor's poll failed", file=sys.stderr)
             return 1
-        fill_reasons(monitor, fake)
+        monitor.connections.check_once()
         server = MetricsServer(monitor, "127.0.0.1", 0).start()
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
