@@ -31,10 +31,9 @@ from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
 from bench.fake_process import FakeHandle  # noqa: E402
 from config import load_settings  # noqa: E402
-from modules.api import DevLakeClient  # noqa: E402
+from modules.client import build_client  # noqa: E402
 from modules.monitoring.http import MetricsServer  # noqa: E402
 from modules.monitoring.monitor import Monitor  # noqa: E402
-from utils.http import make_session  # noqa: E402
 from utils.logging import configure_logging  # noqa: E402
 
 T0 = datetime(2025, 8, 8, 7, 0, tzinfo=UTC)
@@ -205,9 +204,8 @@ def main(argv=None) -> int:
         clock = Clock()
         with tempfile.TemporaryDirectory() as state_dir:
             settings = load_settings({"DEVLAKE_URL": fake.url, "STATE_DIR": state_dir,
-                                      "DEVLAKE_RETRY_BACKOFF_SECONDS": "0"})
-            client = DevLakeClient(make_session(api_key=None, retries=1, backoff_seconds=0), fake.url)
-            monitor = Monitor(client, settings, CollectorRegistry(), clock=clock)
+                                      "DEVLAKE_RETRY_BACKOFF_SECONDS": "0", "DEVLAKE_HTTP_RETRIES": "1"})
+            monitor = Monitor(build_client(settings), settings, CollectorRegistry(), clock=clock)
             print(f"latency {args.latency * 1000:.0f} ms per call")
             phase_calls(monitor, fake, clock, args)
             phase_scrape(monitor, fake, clock, args)

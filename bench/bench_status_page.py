@@ -27,13 +27,12 @@ import requests  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from config import load_settings  # noqa: E402
-from modules.api import DevLakeClient  # noqa: E402
+from modules.client import build_client  # noqa: E402
 from modules.monitoring.http import MetricsServer  # noqa: E402
 from modules.monitoring.monitor import Monitor  # noqa: E402
 from modules.monitoring.state import InFlight, MonitorState, ProjectStats  # noqa: E402
 from modules.monitoring.status_model import snapshot  # noqa: E402
 from modules.monitoring.status_page import render_html, render_json  # noqa: E402
-from utils.http import make_session  # noqa: E402
 from utils.logging import configure_logging  # noqa: E402
 
 T0 = datetime(2025, 8, 8, 7, 0, tzinfo=UTC)
@@ -84,8 +83,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as state_dir:
         settings = load_settings({"DEVLAKE_URL": "http://127.0.0.1:9", "STATE_DIR": state_dir,
                                   "DEVLAKE_UI_URL": "http://devlake-ui:4000"})
-        client = DevLakeClient(make_session(api_key=None, retries=0, backoff_seconds=0), settings.devlake_url)
-        monitor = Monitor(client, settings, CollectorRegistry(), clock=lambda: T0)
+        monitor = Monitor(build_client(settings), settings, CollectorRegistry(), clock=lambda: T0)
         monitor.state = build_state(args.projects, T0.timestamp())
         monitor.last_success = T0.timestamp() - 60
         snap, model = timed(lambda: snapshot(monitor), reps)

@@ -7,12 +7,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from config import load_settings
-from modules.api import DevLakeClient
+from modules.client import build_client
 from modules.monitoring.http import MetricsServer
 from modules.monitoring.monitor import Monitor
 from sandbox.fake_devlake import FakeDevLake
 from tests.clock import Clock
-from utils.http import make_session
 
 # -- blueprint monitor ----------------------------------------------------------------------------
 
@@ -44,10 +43,7 @@ def monitor_factory(monitor_env, monitor_clock):
     """new_monitor(**env) -> a fresh Monitor (own registry) on the same STATE_DIR, e.g. after a restart."""
     def new_monitor(**env) -> Monitor:
         settings = load_settings({**monitor_env, **env})
-        session = make_session(api_key=settings.api_key, retries=settings.http_retries,
-                               backoff_seconds=settings.retry_backoff_seconds)
-        client = DevLakeClient(session, settings.api_base_url, timeout=settings.timeout_seconds)
-        return Monitor(client, settings, CollectorRegistry(), clock=monitor_clock)
+        return Monitor(build_client(settings), settings, CollectorRegistry(), clock=monitor_clock)
     return new_monitor
 
 
