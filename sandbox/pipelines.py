@@ -22,6 +22,7 @@ from .common import (
 FAILURE_MESSAGE = "subtask collectApiPullRequests ended unexpectedly"
 FAILURE_ERROR_NAME = ("Error running pipeline 1.\n\tcaused by: Error running task 1.\n\tcaused by: "
                       "subtask collectApiPullRequests ended unexpectedly (500)")
+NON_SOURCE_PLUGINS = ("org", "dora", "refdiff", "gitextractor")
 
 
 class PipelineStore:
@@ -226,8 +227,11 @@ class PipelineStore:
             FAILURE_MESSAGE if failing else "")
         pipeline["errorName"] = FAILURE_ERROR_NAME if failing else ""
         open_tasks = [t for t in reversed(tasks) if t["status"] != "TASK_COMPLETED"]
+        # Unless told which, the first data source's task fails (its collectors call the upstream
+        # API); the project mapper and the metric plugins only read DevLake's own tables.
+        sources = [t for t in open_tasks if t["plugin"] not in NON_SOURCE_PLUGINS]
         first_open = next((t for t in open_tasks if t["plugin"] == failure.get("plugin")),
-                          open_tasks[0] if open_tasks else None)
+                          (sources or open_tasks or [None])[0])
         message = failure.get("message", FAILURE_MESSAGE)
         subtask = failure.get("failedSubTask", "collectApiPullRequests")
         for task in tasks:

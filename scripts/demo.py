@@ -47,7 +47,9 @@ def run(args: list[str], env: dict, show_stdout: int = 40, keep=None) -> int:
 
 
 INTERESTING = ("devlake_blueprint_failure_total", "devlake_up ", "devlake_project_failures_total{project_name=\"git",
-               "# HELP devlake_blueprint_failure_total", "# TYPE devlake_blueprint_failure_total")
+               "# HELP devlake_blueprint_failure_total", "# TYPE devlake_blueprint_failure_total",
+               "devlake_pipeline_failures_by_reason_total{", "devlake_project_last_failure_info{",
+               "devlake_connection_up{", "devlake_pipelines_pending{")
 
 
 def main() -> int:
@@ -74,8 +76,8 @@ def main() -> int:
         fake.run_pending(flaky_outcome)
         if (ROOT / "blueprint_monitor.py").exists():
             banner("5. blueprint_monitor.py --once: failures as Prometheus metrics")
-            run(["blueprint_monitor.py", "--once"], env, show_stdout=30, keep=lambda line: line.startswith(INTERESTING))
-            print("  (the full exposition also has per-project runs, last success/failure, status and health)")
+            run(["blueprint_monitor.py", "--once"], env, show_stdout=60, keep=lambda line: line.startswith(INTERESTING))
+            print("  (the full exposition also has per-project runs, last success/failure, status, backlog and health)")
     print("\nDone. Next: point DEVLAKE_URL at your DevLake, then `python manage_projects.py --doctor`.")
     print("To see the monitor's status page (which projects are not collecting, and why): `make demo-monitor`.")
     return 0
