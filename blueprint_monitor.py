@@ -12,6 +12,7 @@ Environment (all problems are reported together; exit 2):
   WEB_CONFIG_FILE                 TLS and basic auth on METRICS_PORT, Prometheus exporter-toolkit
                                   format (tls_server_config, basic_auth_users); off: plain HTTP
   CONNECTION_CHECK_INTERVAL_SECONDS  test every connection of PLUGINS this often (3600; 0 = off)
+  PLUGINS                         plugins whose connections are tested (all eight: github,gitlab,...)
   STATE_DIR                       monitor_state.json lives here; automation_last_run.json is read (state)
   TIMEZONE                        time_failed label, log timestamps, status page times (Asia/Ho_Chi_Minh)
   STUCK_AFTER_MINUTES             status page: a pipeline queued or running longer is stuck (360)

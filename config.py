@@ -148,6 +148,8 @@ class Settings:
             value = getattr(self, name)
             if name in ("api_key", "notification_secret"):
                 value = "***" if value else None
+            elif name in ("devlake_url", "devlake_ui_url") and value:
+                value = without_password(value)
             elif isinstance(value, WebConfig):
                 value = value.summary()
             elif isinstance(value, (Path, pytz.BaseTzInfo, CollectionWindow)):
@@ -214,6 +216,19 @@ def _parse_url(name: str, value: str | None, problems: list[str]) -> str:
     if parts.query or parts.fragment:
         problems.append(f"{name}={value!r} is not valid: it must not have a query or fragment")
     return value.rstrip("/")
+
+
+def without_password(url: str) -> str:
+    """The URL with the password of its user info (http://user:password@host) replaced by ***.
+
+    requests sends such a URL's user info as basic auth (config-ui behind nginx's
+    basic auth); the URL itself is logged at start and shown on the status page.
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
 
 
 def _parse_optional_url(name: str, value: str | None, problems: list[str]) -> str | None:

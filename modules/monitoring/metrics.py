@@ -129,7 +129,7 @@ def _project_families(state):
                                    labels=labels),
     }
     # One series per project (info style): a one-hot over the 8 statuses made this
-    # metric alone 8 series per project, 40,000 at 5,000 projects (issue 10).
+    # metric alone 8 series per project, 40,000 at 5,000 projects (README, Metrics: the series budget).
     status = GaugeMetricFamily("devlake_project_last_pipeline_status",
                                "1, labelled with the status of the project's newest pipeline",
                                labels=["project_name", "status"])

@@ -15,14 +15,19 @@ REASONS = ("rate_limited", "unauthorized", "forbidden", "not_found", "timeout", 
 MESSAGE_LIMIT = 500
 UNKNOWN = "unknown"  # plugin / subtask when the tasks cannot be read or name none
 
+# An HTTP status code standing alone ("(404)", "status 404", "404 Not Found"), not a
+# number inside a URL path, an id or a query value ("repos/acme/api/pulls/404/files").
+_CODE = r"(?<![\w/.#=:-]){}(?![\w/.])"
+
 # First match wins. Rate-limit wording comes before 401/403: GitHub answers an
 # exhausted or secondary rate limit with 403, GitLab and Jira with 429.
 _TABLE: tuple[tuple[str, re.Pattern], ...] = tuple((reason, re.compile(pattern, re.I)) for reason, pattern in (
-    ("rate_limited", r"rate.?limit|too many requests|\b429\b|abuse detection|retry.after"),
-    ("unauthorized", r"\b401\b|unauthori[sz]ed|bad credentials|authentication failed|invalid (access )?token"
-                     r"|token (has )?(expired|been revoked|is expired|revoked)|expired token|revoked"),
-    ("forbidden", r"\b403\b|forbidden|not accessible by|permission denied|access denied"),
-    ("not_found", r"\b404\b|not found|does not exist|doesn't exist|no such (project|repository)"),
+    ("rate_limited", r"rate.?limit|too many requests|" + _CODE.format(429) + r"|abuse detection|retry.after"),
+    ("unauthorized", _CODE.format(401) + r"|unauthori[sz]ed|bad credentials|authentication failed"
+                     r"|invalid (access )?token|token (has )?(expired|been revoked|is expired|revoked)"
+                     r"|expired token|revoked"),
+    ("forbidden", _CODE.format(403) + r"|forbidden|not accessible by|permission denied|access denied"),
+    ("not_found", _CODE.format(404) + r"|not found|does not exist|doesn't exist|no such (project|repository)"),
     ("timeout", r"deadline exceeded|time(d)? ?out|timeout"),
     ("network", r"connection (refused|reset)|reset by peer|no such host|\beof\b|broken pipe|network is unreachable"
                 r"|no route to host|tls handshake|server misbehaving|dial tcp"),
@@ -31,11 +36,16 @@ _TABLE: tuple[tuple[str, re.Pattern], ...] = tuple((reason, re.compile(pattern, 
 # Secrets that can appear in an error text: URL credentials, auth headers,
 # token=/password= parameters and the token shapes of GitHub, GitLab and Slack.
 _SECRETS = tuple(re.compile(p, re.I) for p in (
-    r"(://)[^/\s:@]+:[^/\s@]+(@)",
-    r"(\b(?:bearer|token|basic) )[A-Za-z0-9._~+/=-]{8,}()",
-    r"(authorization: ?)\S+()",
-    r"([?&;\s\"'](?:access_token|private_token|token|password|secret|api_key|apikey)[=:] ?)[^&\s\"',]+()",
-    r"()\b(?:gh[pousr]_|github_pat_|glpat-|xox[abp]-)[A-Za-z0-9_-]{6,}()",
+    # user:password@ in a URL; the password may itself hold an unencoded "@"
+    r"(://)[^/\s:@]+:[^/\s]*(@)",
+    # an Authorization header's whole value, scheme and credential ("Authorization: Bearer xyz")
+    r"(authorization\"?\s*[:=]\s*\"?)(?:(?:bearer|token|basic)\s+)?[^\s\"',]+()",
+    r"(\bbearer\s+)[A-Za-z0-9._~+/=-]+()",
+    r"(\b(?:token|basic) )[A-Za-z0-9._~+/=-]{8,}()",
+    # key=value, key: value and "key":"value" (query strings, headers, JSON bodies)
+    r"((?<![\w-])(?:access_token|private[_-]token|client_secret|token|password|passwd|secret|api[_-]?key"
+    r"|x-api-key)\"?\s*[=:]\s*\"?)[^&\s\"',\]]+()",
+    r"()\b(?:gh[pousr]_|github_pat_|glpat-|xox[abp]-)[A-Za-z0-9_-]{4,}()",
 ))
 MASK = "***"
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from config import without_password
 from modules.monitoring.state import FAILURE_STATUSES, NO_PROJECT, MonitorState, ProjectStats
 
 STATES = ("failing", "stuck", "never", "stale", "healthy")
@@ -152,7 +153,7 @@ def snapshot(monitor) -> StatusModel:
     pending = None if last_success is None else monitor.pending
     up = None if last_success is None and last_error is None else last_error is None
     return StatusModel(
-        now=now, devlake_url=settings.devlake_url, ui_url=settings.devlake_ui_url, up=up,
+        now=now, devlake_url=without_password(settings.devlake_url), ui_url=settings.devlake_ui_url, up=up,
         last_poll_success=last_success, last_error=last_error,
         pending=None if pending is None else dict(pending), connections=connections,
         thresholds=thresholds, refresh_seconds=settings.status_refresh_seconds, tz=settings.timezone,

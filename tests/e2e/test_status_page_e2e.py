@@ -90,3 +90,16 @@ def test_unknown_path_names_the_status_page(monitor_status_world):
     url, _ = monitor_status_world
     response = requests.get(f"{url}/nope", timeout=5)
     assert response.status_code == 404 and "/status.json" in response.text
+
+
+def test_a_password_in_devlake_url_is_neither_on_the_page_nor_in_the_startup_config(
+        monitor_fake, monitor_factory, monitor_server, monitor_env):
+    # config-ui behind nginx's basic auth: requests sends the URL's user info as credentials.
+    url = monitor_env["DEVLAKE_URL"].replace("http://", "http://admin:s3cr3t-pw@")
+    monitor = monitor_factory(DEVLAKE_URL=url)
+    assert monitor.poll_once()
+    base = monitor_server(monitor)
+    for path in ("/", "/status.json"):
+        body = requests.get(base + path, timeout=5).text
+        assert "s3cr3t-pw" not in body and "admin:***@" in body, path
+    assert "s3cr3t-pw" not in str(monitor.settings.redacted())

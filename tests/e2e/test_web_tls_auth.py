@@ -83,6 +83,21 @@ def test_https_with_basic_auth(serve, certs, tmp_path, monitor_fake):
     assert requests.get(f"{url}/livez", **tls).status_code == 200
 
 
+def test_the_status_page_and_its_json_are_behind_basic_auth(serve, tmp_path, monitor_fake):
+    monitor_fake.add_project("github/<b>secret-repo</b>")
+    url, monitor, _ = serve(write_web_config(tmp_path / "web.yml", None))
+    monitor.poll_once()
+    for path in ("/", "/status.json", "/?x=1", "/status.json?x=1"):
+        anonymous = requests.get(f"{url}{path}", timeout=5)
+        assert anonymous.status_code == 401, path
+        assert "secret-repo" not in anonymous.text and "WWW-Authenticate" in anonymous.headers
+        assert requests.get(f"{url}{path}", auth=(USER, "wrong"), timeout=5).status_code == 401, path
+    page = requests.get(f"{url}/", auth=(USER, PASSWORD), timeout=5)
+    assert page.status_code == 200 and "&lt;b&gt;secret-repo&lt;/b&gt;" in page.text
+    data = requests.get(f"{url}/status.json", auth=(USER, PASSWORD), timeout=5).json()
+    assert [p["project"] for p in data["projects"]] == ["github/<b>secret-repo</b>"]
+
+
 def test_https_only(serve, certs, tmp_path):
     url, _, _ = serve(write_web_config(tmp_path / "web.yml", certs, users=False))
     assert requests.get(f"{url}/metrics", verify=str(certs.ca), timeout=5).status_code == 200  # TLS, no auth

@@ -54,8 +54,25 @@ def test_rate_limit_wording_wins_over_403():
     assert classify("403 Forbidden") == "forbidden"
 
 
+def test_a_status_code_inside_a_url_or_id_is_not_the_answer():
+    # pull request 404 and issue 401 exist; the call failed on the network, not with a 404 or a 401
+    assert classify("Http DoAsync error calling [GET https://api.github.com/repos/acme/api/pulls/404/commits]. "
+                    "read tcp 10.0.0.4:51234->140.82.112.6:443: read: connection reset by peer") == "network"
+    assert classify("calling repos/acme/api/issues/401/comments?page=429: context deadline exceeded") == "timeout"
+    assert classify("dial tcp gitlab.internal:403: connect: connection refused") == "network"
+
+
 @pytest.mark.parametrize("secret_text, secret", [
     ("calling [GET https://api.github.com/x?access_token=ghp_abcdefgh12345678]", "ghp_abcdefgh12345678"),
+    ("calling [GET https://api.github.com/x?access_token=short1]", "short1"),
+    ("Authorization: Bearer xyz", "xyz"),
+    ("Bearer xyz rejected", "xyz"),
+    ("request header \"Authorization\":\"token abc\"", "abc"),
+    ("clone https://user:pa55w0rd@git.example.com/a/b.git failed", "pa55w0rd"),
+    ("clone https://user:p@ss@git.example.com/a/b.git failed", "ss"),
+    ("Response: {\"token\":\"sekr1t\",\"x\":1}", "sekr1t"),
+    ("PRIVATE-TOKEN: glpat-abcd sent", "glpat-abcd"),
+    ("x-api-key: k3yk3y", "k3yk3y"),
     ("Authorization: Bearer s3cr3t-token-value", "s3cr3t-token-value"),
     ("clone https://oauth2:glpat-abcdefghijkl@gitlab.com/a/b.git failed", "glpat-abcdefghijkl"),
     ("POST https://jira/rest?password=hunter22&x=1", "hunter22"),
