@@ -10,7 +10,6 @@ from modules.changes import Outcome
 from modules.projects import MANAGED_LABEL
 from tests.e2e.test_automation_e2e import NOW, run
 
-
 # Every new blueprint's trigger is part of what is reconciled here, so the queue budget
 # (tested in test_schedule_e2e.py) is set above the 260 new blueprints.
 NO_BUDGET = {"MAX_PENDING_PIPELINES": "1000"}
