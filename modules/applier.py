@@ -270,7 +270,8 @@ def split_by_budget(api: DevLakeClient, wanted: list[tuple[CollectionChange, int
 
     Reads DevLake's queue once (four GETs); also used by --dry-run, since it only reads.
     """
-    budget = budget_for_triggers(sum(read_pending(api).values()), max_pending)
+    # MAX_PENDING_PIPELINES=0: the daemon starts nothing itself, so the queue need not be read
+    budget = budget_for_triggers(sum(read_pending(api).values()), max_pending) if max_pending > 0 else 0
     by_request: dict[TriggerRequest, list[Change]] = {}
     for change, blueprint_id in wanted:
         if isinstance(change, RerunPipeline):

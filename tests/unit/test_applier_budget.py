@@ -103,6 +103,12 @@ def test_an_unreadable_queue_starts_nothing(requests_mock, answer):
     assert [r for r in requests_mock.request_history if r.method == "POST"] == []
 
 
+def test_max_pending_zero_defers_everything_without_reading_the_queue(requests_mock):
+    mock_triggers(requests_mock)
+    results = budgeted(0).apply(collection_plan())
+    assert {r.outcome for r in results} == {Outcome.DEFERRED} and requests_mock.call_count == 0
+
+
 def test_no_budget_reads_no_queue(requests_mock):
     mock_triggers(requests_mock)
     results = budgeted(None).apply(collection_plan())
