@@ -89,8 +89,8 @@ def run_cycle(api: DevLakeClient, settings: Settings, now: datetime, installed_p
 
 
 def _would_defer(api: DevLakeClient, the_plan: Plan, max_pending: int) -> list:
-    """The triggers a run would defer now. Blueprints not created yet get ids after every
-    existing one, as DevLake would give them (so they come after older never-collected ones)."""
+    """The triggers a run would defer now. Blueprints not created yet get ids after those of the
+    plan's other triggers, as DevLake's growing ids would (so they come after older never-collected ones)."""
     collection = [c for c in the_plan.changes if isinstance(c, (TriggerBlueprint, RerunPipeline))]
     if not collection:
         return []
