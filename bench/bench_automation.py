@@ -3,8 +3,13 @@
 
 The fake runs in a child process (bench/fake_process.py). Prints wall time, API calls
 (total and mutating) and peak memory for:
-  1. a first run that creates everything (scopes, scope configs, projects, blueprints, triggers),
-  2. a second run with nothing new (target: zero mutating calls, only paged lists).
+  1. a first run that creates everything (scopes, scope configs, projects, blueprints with their
+     slot cron in COLLECTION_WINDOW, and first collections up to MAX_PENDING_PIPELINES),
+  2. a second run with nothing new (target: zero mutating calls; reads are the paged lists plus
+     the four queue counts, since the deferred blueprints still have never collected),
+  3. a run after a COLLECTION_WINDOW change (target: one PATCH per moved blueprint, nothing else),
+  4. a run after 100 repositories were added (reported: new blueprints can move a few existing slots),
+and the spread of the crons the first run wrote (max per minute and per 10 minutes, in UTC).
 Targets (issue #2): 5,000 repositories over 4 plugins at 20 ms per call: <= 3 calls
 per new repository plus batched scope PUTs, under 90 s; steady state: 0 mutating calls.
 """
@@ -16,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -24,14 +30,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pytz  # noqa: E402
 
 from bench.fake_process import FakeHandle  # noqa: E402
-from config import load_settings  # noqa: E402
+from config import CollectionWindow, load_settings  # noqa: E402
 from modules.changes import Outcome  # noqa: E402
 from modules.client import build_client  # noqa: E402
 from modules.runner import run_once  # noqa: E402
+from modules.schedule import cron_minute_of_day  # noqa: E402
 from sandbox.fake_devlake import FakeDevLake  # noqa: E402
 from utils.logging import configure_logging  # noqa: E402
 
 SPLIT = {"github": 0.4, "gitlab": 0.3, "jira": 0.2, "jenkins": 0.1}
+NEW_WINDOW = "20:00-08:00"  # the window change of run 3 (from the default 22:00-06:00)
+ADDED = 100                 # run 4: this many new repositories on top
 
 
 def populate(fake: FakeDevLake, total: int) -> None:
@@ -62,6 +71,13 @@ def fake_process(conn, latency: float) -> None:
             elif command == "reset_log":
                 fake.reset_log()
                 conn.send(None)
+            elif command == "add":  # more repositories upstream in the github connection's first group
+                cid = fake.connections("github")[0]["id"]
+                for i in range(args["count"]):
+                    fake.add_remote_scope("github", cid, f"added-{i}", parent_id="group0")
+                conn.send(None)
+            elif command == "crons":
+                conn.send([bp["cronConfig"] for bp in fake.blueprints.values()])
             elif command == "counts":
                 routes = Counter(f"{r.method} {_route(r.path)}" for r in fake.requests)
                 conn.send((fake.count(), fake.mutating_count(), dict(routes.most_common(8))))
@@ -76,7 +92,8 @@ def measure(fake: FakeHandle, settings, label: str) -> dict:
     wall = time.perf_counter() - started
     calls, mutating, by_route = fake("counts")
     return {"run": label, "exit": code, "wall_s": round(wall, 2), "calls": calls, "mutating": mutating,
-            "created": report.count(Outcome.CREATED), "failed": report.failed, "by_route": by_route}
+            "created": report.count(Outcome.CREATED), "deferred": report.deferred, "failed": report.failed,
+            "by_route": by_route}
 
 
 def _route(path: str) -> str:
@@ -103,17 +120,36 @@ def main() -> int:
             "DEVLAKE_RETRY_BACKOFF_SECONDS": "0"})
         print(f"repositories={args.repos} latency_ms={args.latency_ms} concurrency={args.concurrency}")
         first = measure(fake, settings, "first (creates everything)")
+        crons = fake("crons")
         second = measure(fake, settings, "second (nothing new)")
+        moved_settings = replace(settings, collection_window=CollectionWindow.parse(NEW_WINDOW))
+        third = measure(fake, moved_settings, f"window -> {NEW_WINDOW}")
+        moved = sum(a != b for a, b in zip(crons, fake("crons"), strict=True))
+        fake("add", count=ADDED)
+        fourth = measure(fake, moved_settings, f"{ADDED} new repositories")
     finally:
         fake.stop()
-    for row in (first, second):
+    for row in (first, second, third, fourth):
         print(f"{row['run']:<28} exit={row['exit']} wall={row['wall_s']}s calls={row['calls']} "
-              f"mutating={row['mutating']} created={row['created']} failed={row['failed']}")
+              f"mutating={row['mutating']} created={row['created']} deferred={row['deferred']} "
+              f"failed={row['failed']}")
         print(f"{'':<28} by route: {row['by_route']}")
     per_repo = (first["mutating"]) / max(1, args.repos)
     print(f"mutating calls per new repository (incl. batched scope PUTs): {per_repo:.3f}")
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB")
-    ok = first["exit"] == 0 and second["exit"] == 0 and second["mutating"] == 0 and per_repo <= 3.1
+    per_minute = Counter(cron_minute_of_day(c) for c in crons)
+    per_slice = Counter(m // 10 for m in per_minute.elements() if m is not None)
+    window = settings.collection_window
+    print(f"start minutes (UTC) of {len(crons)} blueprints in {window} {settings.timezone} "
+          f"({window.minutes} min): max {max(per_minute.values())} per minute "
+          f"(fair {len(crons) / window.minutes:.1f}), max {max(per_slice.values())} per 10 minutes "
+          f"(fair {len(crons) * 10 / window.minutes:.1f}), {len(per_minute)} distinct minutes")
+    patches = third["by_route"].get("PATCH /blueprints/{id}", 0)
+    print(f"window change: {moved} blueprints moved, {third['mutating']} writes ({patches} PATCH)")
+    print(f"{ADDED} new repositories: {fourth['mutating']} writes, {fourth['mutating'] / ADDED:.2f} per new "
+          f"repository (existing blueprints whose slot moves are re-patched, modules/schedule.py)")
+    ok = (first["exit"] == 0 and second["exit"] == 0 and second["mutating"] == 0 and per_repo <= 3.1
+          and third["exit"] == 0 and third["mutating"] == patches == moved)
     print("targets:", "met" if ok else "NOT met")
     return 0 if ok else 1
 

@@ -10,6 +10,10 @@ Retry rules, per kind of request:
   means sent again, within the same bounded attempts. Never a duplicate.
 - 400/401/403/404 are never retried.
 An item that still fails is logged with its context and counted; the others go on.
+
+Triggers and reruns (the last phase) are bounded by MAX_PENDING_PIPELINES: DevLake's queue is
+read once (modules/queue.py) and only what keeps it under the budget is started; the rest is
+DEFERRED, which is not a failure (it starts at its cron minute, or a later run triggers it).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import structlog
 from modules.api import DevLakeClient, DevLakeError, DevLakeUnavailable
 from modules.changes import (
     Change,
+    CollectionChange,
     CreateProject,
     CreateScopeConfig,
     Outcome,
@@ -38,6 +43,7 @@ from modules.changes import (
 from modules.collection import already_running
 from modules.connection import find_by_name
 from modules.projects import project_metrics
+from modules.queue import TriggerRequest, budget_for_triggers, read_pending, select_triggers
 from modules.scopes import Connection
 
 log = structlog.get_logger("automation")
@@ -59,8 +65,9 @@ class Applier:
 
     def __init__(self, api: DevLakeClient, *, workers: int = 8, attempts: int = 3,
                  backoff_seconds: float = 1.0, stop: threading.Event | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, max_pending: int | None = None):
         self.api = api
+        self.max_pending = max_pending  # None: no budget (the queue is not read)
         self.workers = max(1, workers)
         self.attempts = max(1, attempts)
         self.backoff_seconds = backoff_seconds
@@ -75,9 +82,43 @@ class Applier:
         results: list[Result] = []
         for phase in Phase:
             batch = [c for c in plan.changes if c.phase == phase]
-            if batch:
+            if not batch:
+                continue
+            if phase is Phase.COLLECTION and self.max_pending is not None:
+                results.extend(self._run_collection(batch))
+            else:
                 results.extend(self._run_phase(batch))
         return results
+
+    def _run_collection(self, changes: list[Change]) -> list[Result]:
+        """Start what the queue budget allows, in `select_triggers` order; defer the rest."""
+        assert self.max_pending is not None
+        if self.stop.is_set():
+            return [Result(c, Outcome.SKIPPED, error="run stopped") for c in changes]
+        results, wanted = [], []
+        for change in changes:
+            assert isinstance(change, (TriggerBlueprint, RerunPipeline))
+            blueprint_id = self._blueprint_of(change)
+            if blueprint_id is None:
+                results.append(Result(change, Outcome.SKIPPED, error="its project was not created"))
+            else:
+                wanted.append((change, blueprint_id))
+        try:
+            start, deferred, budget = split_by_budget(self.api, wanted, self.max_pending)
+        except DevLakeError as exc:  # a budget is never computed from a guess
+            log.error("queue_unreadable", error=str(exc), status=exc.status, triggers=len(wanted))
+            return results + [Result(c, Outcome.FAILED, error=f"queue length unreadable: {exc}",
+                                     status=exc.status) for c, _ in wanted]
+        if deferred:
+            log.info("triggers_deferred", deferred=len(deferred), started=len(start), budget=budget,
+                     max_pending=self.max_pending)
+        results.extend(self._run_phase(start) if start else [])
+        return results + [Result(c, Outcome.DEFERRED, error="queue budget") for c in deferred]
+
+    def _blueprint_of(self, change: CollectionChange) -> int | None:
+        if isinstance(change, TriggerBlueprint):
+            return change.blueprint_id or self._blueprints.get(change.project)
+        return change.blueprint_id or 0
 
     def _run_phase(self, changes: list[Change]) -> list[Result]:
         if len(changes) == 1 or self.workers == 1:
@@ -223,3 +264,20 @@ class Applier:
         return Result(change, outcome)
 
 
+def split_by_budget(api: DevLakeClient, wanted: list[tuple[CollectionChange, int]], max_pending: int
+                    ) -> tuple[list[Change], list[Change], int]:
+    """(start now, deferred, budget) for triggers and reruns with their blueprint ids.
+
+    Reads DevLake's queue once (four GETs); also used by --dry-run, since it only reads.
+    """
+    # MAX_PENDING_PIPELINES=0: the daemon starts nothing itself, so the queue need not be read
+    budget = budget_for_triggers(sum(read_pending(api).values()), max_pending) if max_pending > 0 else 0
+    by_request: dict[TriggerRequest, list[Change]] = {}
+    for change, blueprint_id in wanted:
+        if isinstance(change, RerunPipeline):
+            request = TriggerRequest("rerun", blueprint_id, change.project, change.pipeline_id)
+        else:
+            request = TriggerRequest("first", blueprint_id, change.project)
+        by_request.setdefault(request, []).append(change)
+    start, deferred = select_triggers(by_request, budget)
+    return ([c for r in start for c in by_request[r]], [c for r in deferred for c in by_request[r]], budget)

@@ -13,13 +13,13 @@ from modules.scopes import Connection, ScopeRef
 
 
 class Outcome(StrEnum):
-    """What happened to one change. New outcomes may be added (e.g. by a pending-pipeline budget)."""
+    """What happened to one change."""
 
     CREATED = "created"      # the write was made
     UPDATED = "updated"      # an existing object was changed
     UNCHANGED = "unchanged"  # nothing to do after all (e.g. DevLake says the pipeline already runs)
     ADOPTED = "adopted"      # an ambiguous POST had in fact succeeded: read back and taken as ours
-    DEFERRED = "deferred"    # left for a later run on purpose
+    DEFERRED = "deferred"    # left for its cron minute or a later run: DevLake's queue is full
     SKIPPED = "skipped"      # not attempted: a change it depends on failed, or the run was stopped
     FAILED = "failed"        # still failing after its bounded attempts
 
@@ -94,7 +94,8 @@ class CreateProject:
         return self.name
 
     def describe(self) -> str:
-        return f"create, {self.scope.connection.label} scope {self.scope.scope_id}"
+        cron = f", cron {self.blueprint['cronConfig']}" if "cronConfig" in self.blueprint else ""
+        return f"create, {self.scope.connection.label} scope {self.scope.scope_id}{cron}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,8 +114,9 @@ class PatchBlueprint:
         return self.project
 
     def describe(self) -> str:
+        # labels and isManual follow the cron (modules/schedule.py): the cron line says it all
         return ", ".join(f"{k}: {self.before.get(k)!r} -> {v!r}" for k, v in sorted(self.fields.items())
-                         if k != "connections") or "set fields"
+                         if k not in ("connections", "labels", "isManual")) or "set fields"
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,6 +155,7 @@ class RerunPipeline:
 
 
 Change = CreateScopeConfig | PutScopes | CreateProject | PatchBlueprint | TriggerBlueprint | RerunPipeline
+CollectionChange = TriggerBlueprint | RerunPipeline  # what MAX_PENDING_PIPELINES bounds
 
 
 def items_of(change: Change) -> int:
@@ -168,10 +171,13 @@ class Plan:
     unchanged: int = 0
     problems: list[str] = field(default_factory=list)          # items that could not be planned
     warnings: list[tuple[str, dict]] = field(default_factory=list)  # (event, fields) to log
+    deferred: list[Change] = field(default_factory=list)  # dry-run: triggers over the queue budget
 
     def render(self) -> list[str]:
         ordered = sorted(self.changes, key=lambda c: (c.phase, c.kind, c.target))
-        return [f"{c.kind:<13} {c.target}  ({c.describe()})" for c in ordered]
+        deferred = {id(c) for c in self.deferred}
+        return [f"{c.kind:<13} {c.target}  ({c.describe()})"
+                + ("  [deferred: queue budget]" if id(c) in deferred else "") for c in ordered]
 
 
 @dataclass(frozen=True)

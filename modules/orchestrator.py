@@ -15,9 +15,9 @@ from datetime import datetime
 import structlog
 
 from config import Settings
-from modules.api import DevLakeClient
-from modules.applier import Applier
-from modules.changes import Outcome, Plan, RerunPipeline, Result
+from modules.api import DevLakeClient, DevLakeError
+from modules.applier import Applier, split_by_budget
+from modules.changes import CollectionChange, Outcome, Plan, RerunPipeline, Result, TriggerBlueprint
 from modules.collection import RerunLedger
 from modules.observe import Observed, observe
 from modules.planner import plan as make_plan
@@ -50,9 +50,14 @@ class RunReport:
                    if r.outcome is Outcome.FAILED]
         return self.plan.problems + applied
 
+    @property
+    def deferred(self) -> int:
+        """Triggers left to their cron minute or a later run (in a dry run: that would be)."""
+        return len(self.plan.deferred) if self.dry_run else self.count(Outcome.DEFERRED)
+
     def as_log_fields(self) -> dict:
         counts = {o.value: self.count(o) for o in Outcome}
-        counts.update(unchanged=self.unchanged, failed=self.failed)
+        counts.update(unchanged=self.unchanged, failed=self.failed, deferred=self.deferred)
         actions = Counter(f"{r.change.kind}_{r.outcome.value}" for r in self.results)
         return {**counts, "planned": len(self.plan.changes), "actions": dict(sorted(actions.items()))}
 
@@ -72,13 +77,39 @@ def run_cycle(api: DevLakeClient, settings: Settings, now: datetime, installed_p
              problems=len(the_plan.problems))
     report = RunReport(plan=the_plan, dry_run=dry_run)
     if dry_run:
+        the_plan.deferred = _would_defer(api, the_plan, settings.max_pending_pipelines)
         return report
     applier = Applier(api, workers=settings.max_concurrency, attempts=settings.http_retries + 1,
-                      backoff_seconds=settings.retry_backoff_seconds, stop=stop, sleep=sleep)
+                      backoff_seconds=settings.retry_backoff_seconds, stop=stop, sleep=sleep,
+                      max_pending=settings.max_pending_pipelines)
     report.results = applier.apply(the_plan)
     report.stopped = stop.is_set()
     _record_reruns(ledger, observed, report.results)
     return report
+
+
+def _would_defer(api: DevLakeClient, the_plan: Plan, max_pending: int) -> list:
+    """The triggers a run would defer now. Blueprints not created yet get ids after those of the
+    plan's other triggers, as DevLake's growing ids would (so they come after older never-collected ones)."""
+    collection = [c for c in the_plan.changes if isinstance(c, (TriggerBlueprint, RerunPipeline))]
+    if not collection:
+        return []
+    known = [c.blueprint_id for c in collection if c.blueprint_id is not None]
+    next_id = max(known, default=0) + 1
+    wanted: list[tuple[CollectionChange, int]] = []
+    for change in collection:
+        if isinstance(change, TriggerBlueprint) and change.blueprint_id is None:
+            wanted.append((change, next_id))
+            next_id += 1
+        else:
+            wanted.append((change, change.blueprint_id or 0))
+    try:
+        _start, deferred, budget = split_by_budget(api, wanted, max_pending)
+    except DevLakeError as exc:
+        log.error("queue_unreadable", error=str(exc), status=exc.status, triggers=len(wanted))
+        return []
+    log.info("queue_budget", budget=budget, max_pending=max_pending, would_defer=len(deferred))
+    return deferred
 
 
 def _record_reruns(ledger: RerunLedger, observed: Observed, results: list[Result]) -> None:

@@ -5,6 +5,7 @@ tests build `Observed` by hand and assert the returned changes directly.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from config import Settings
@@ -28,6 +29,8 @@ from modules.projects import (
     new_blueprint_fields,
     time_after_target,
 )
+from modules.queue import never_collected
+from modules.schedule import DEVLAKE_DEFAULT_CRON, CronChange, CronKept, plan_schedule
 from modules.scopes import ScopeRef, attach_row, batches, new_scope_row, scope_id_of, scope_ref
 from utils.blueprints import time_after_change
 from utils.datetime import parse_devlake_time
@@ -43,8 +46,11 @@ def plan(observed: Observed, settings: Settings, now: datetime,
     if observed.projects is None or observed.blueprints is None:
         return result  # without the project index nothing below can be decided safely
     index = ProjectIndex.build(observed.projects, observed.blueprints)
-    _plan_projects(index, scopes, settings, now, result)
-    _plan_time_after(index, settings, now, result)
+    drafts = _plan_new_blueprints(index, scopes, settings, now, result)
+    crons = _plan_crons(index, drafts, settings, now, result)
+    _add_new_projects(drafts, crons, settings, result)
+    _plan_managed_blueprints(index, crons, settings, now, result)
+    _plan_first_collections(index, settings, result)
     _plan_reruns(index, settings, rerun_counts or {}, result)
     return result
 
@@ -100,60 +106,140 @@ def _add_puts(result: Plan, view: ConnectionView, rows: list[dict], action: str,
         result.changes.append(PutScopes(view.connection, tuple(batch), ids, action, config_id, pending))
 
 
-def _plan_projects(index: ProjectIndex, scopes: list[tuple[ScopeRef, bool]], settings: Settings,
-                   now: datetime, result: Plan) -> None:
-    """A project for every scope no blueprint connects yet, and its first collection."""
+@dataclass(frozen=True)
+class _Draft:
+    """A managed blueprint this run creates (blueprint_id None) or completes (an interrupted run's)."""
+
+    scope: ScopeRef
+    name: str
+    fields: dict
+    blueprint_id: int | None
+    new_scope: bool
+    observed: dict  # the interrupted run's blueprint as read, else {}
+
+    def as_blueprint(self, placeholder_id: int) -> dict:
+        """What the blueprint will look like for the schedule: DevLake's default cron for a new one
+        (backend/server/services/project.go), so slots are planned over existing and new keys."""
+        return {"id": self.blueprint_id if self.blueprint_id is not None else placeholder_id,
+                "projectName": self.name, "connections": self.fields["connections"],
+                "labels": self.fields["labels"],
+                "cronConfig": self.observed.get("cronConfig", DEVLAKE_DEFAULT_CRON),
+                "isManual": self.observed.get("isManual", False)}
+
+
+def _plan_new_blueprints(index: ProjectIndex, scopes: list[tuple[ScopeRef, bool]], settings: Settings,
+                         now: datetime, result: Plan) -> list[_Draft]:
+    """A project for every scope no blueprint connects yet (names chosen here, before any write)."""
     new_scopes = {scope for scope, new in scopes if new}
     untracked = [scope for scope, _new in scopes if scope.key not in index.tracked]
     result.unchanged += len(scopes) - len(untracked)
     names, unnamed = assign_names(settings.project_name_template, index, untracked)
     for scope in unnamed:
         result.problems.append(f"{scope.connection.label} scope {scope.scope_id}: no free project name")
+    drafts = []
     for scope, name in names.items():
-        fields = new_blueprint_fields(scope, settings, now)
         ours = index.projects.get(name)
         blueprint_id = ((ours or {}).get("blueprint") or {}).get("id")
-        changes: list[Change]
-        if ours is not None and isinstance(blueprint_id, int):
-            # ours from an interrupted run (marker in its description): complete it
-            changes = [PatchBlueprint(blueprint_id, name, fields, _before(index, blueprint_id, fields))]
+        if ours is None or not isinstance(blueprint_id, int):
+            blueprint_id = None  # ours from an interrupted run (marker in its description): complete it
+        drafts.append(_Draft(scope, name, new_blueprint_fields(scope, settings, now), blueprint_id,
+                             scope in new_scopes, index.blueprints.get(blueprint_id or 0) or {}))
+    return drafts
+
+
+def _plan_crons(index: ProjectIndex, drafts: list[_Draft], settings: Settings, now: datetime,
+                result: Plan) -> dict[int, CronChange]:
+    """Cron changes by blueprint id (negative: the drafts' placeholders), over existing and new
+    managed blueprints at once so that both get consistent slots (modules/schedule.py)."""
+    placeholders = [d.as_blueprint(-i) for i, d in enumerate(drafts, start=1)]
+    schedule = plan_schedule(index.managed_blueprints() + placeholders, window=settings.collection_window,
+                             on=now.astimezone(settings.timezone).date(), tz=settings.timezone,
+                             devlake_tz=settings.devlake_timezone, forced_cron=settings.blueprint_cron)
+    if schedule.kept:
+        result.warnings.append(("cron_hand_set_kept", _kept_fields(schedule.kept)))
+    return {change.blueprint_id: change for change in schedule.changes}
+
+
+def _kept_fields(kept: list[CronKept], examples: int = 10) -> dict:
+    # One line per run, not one per blueprint: thousands of hand-set crons would drown the log.
+    return {"count": len(kept), "examples": [
+        {"project": k.project, "blueprint_id": k.blueprint_id, "cron": k.cron, "recorded": k.recorded}
+        for k in kept[:examples]]}
+
+
+def _add_new_projects(drafts: list[_Draft], crons: dict[int, CronChange], settings: Settings,
+                      result: Plan) -> None:
+    """Create (or complete) each draft with its slot cron in the same PATCH as its connections,
+    then its first collection."""
+    for i, draft in enumerate(drafts, start=1):
+        cron = crons.get(draft.blueprint_id if draft.blueprint_id is not None else -i)
+        fields = {**draft.fields, **(cron.body() if cron else {})}
+        change: Change
+        if draft.blueprint_id is not None:
+            before = {k: draft.observed.get(k) for k in fields}
+            if cron:
+                before["cronConfig"] = cron.current
+            change = PatchBlueprint(draft.blueprint_id, draft.name, fields, before)
         else:
-            changes = [CreateProject(scope, name, marker(scope), settings.project_metrics, fields,
-                                     new_scope=scope in new_scopes)]
-            blueprint_id = None
+            change = CreateProject(draft.scope, draft.name, marker(draft.scope), settings.project_metrics,
+                                   fields, new_scope=draft.new_scope)
+        result.changes.append(change)
         if settings.trigger_new_blueprints:
-            changes.append(TriggerBlueprint(name, blueprint_id))
-        result.changes.extend(changes)
+            result.changes.append(TriggerBlueprint(draft.name, draft.blueprint_id))
 
 
-def _before(index: ProjectIndex, blueprint_id: int, fields: dict) -> dict:
-    observed = index.blueprints.get(blueprint_id) or {}
-    return {k: observed.get(k) for k in fields}
+def _plan_managed_blueprints(index: ProjectIndex, crons: dict[int, CronChange], settings: Settings,
+                             now: datetime, result: Plan) -> None:
+    """One PATCH per managed blueprint whose timeAfter or cron must change, with both."""
+    target = time_after_target(settings, now)
+    for bp in sorted(index.managed_blueprints(), key=lambda b: b["id"]):
+        name = str(bp.get("projectName") or bp.get("name"))
+        fields, before = _time_after_fields(bp, name, target, result)
+        cron = crons.get(bp["id"])
+        if cron is not None:
+            fields.update(cron.body())
+            before.update(cronConfig=cron.current, isManual=bp.get("isManual"), labels=bp.get("labels"))
+        if fields:
+            result.changes.append(PatchBlueprint(bp["id"], name, fields, before))
+        else:
+            result.unchanged += 1
 
 
-def _plan_time_after(index: ProjectIndex, settings: Settings, now: datetime, result: Plan) -> None:
-    """Every managed blueprint's timeAfter moved forward to the previous Saturday (§1.5, §0 #22).
+def _time_after_fields(bp: dict, name: str, target: str, result: Plan) -> tuple[dict, dict]:
+    """timeAfter moved forward to the previous Saturday (§1.5, §0 #22), else nothing.
 
     Compares instants, never strings; a later value (set by hand) is kept and reported.
     """
-    target = time_after_target(settings, now)
     target_instant = parse_devlake_time(target)
     assert target_instant is not None
-    for bp in index.managed_blueprints():
-        name = str(bp.get("projectName") or bp.get("name"))
-        try:
-            current = parse_devlake_time(bp.get("timeAfter"))
-        except ValueError:
-            current = None  # not a timestamp: set it
-        decision = time_after_change(current, target_instant)
-        if decision == "keep_later":
-            result.warnings.append(("time_after_later_kept", {
-                "project": name, "current": bp.get("timeAfter"), "target": target}))
-        if decision != "set":
-            result.unchanged += 1
+    try:
+        current = parse_devlake_time(bp.get("timeAfter"))
+    except ValueError:
+        current = None  # not a timestamp: set it
+    decision = time_after_change(current, target_instant)
+    if decision == "keep_later":
+        result.warnings.append(("time_after_later_kept", {
+            "project": name, "current": bp.get("timeAfter"), "target": target}))
+    if decision != "set":
+        return {}, {}
+    return {"timeAfter": target}, {"timeAfter": bp.get("timeAfter")}
+
+
+def _plan_first_collections(index: ProjectIndex, settings: Settings, result: Plan) -> None:
+    """Managed blueprints that never collected (e.g. deferred by the queue budget in an earlier run).
+
+    A blueprint disabled or switched to manual by hand is left alone: DevLake refuses to
+    trigger a disabled one (§8.2), and manual means someone wants to start it themselves.
+    """
+    if not settings.trigger_new_blueprints:
+        return
+    for bp in sorted(index.managed_blueprints(), key=lambda b: b["id"]):
+        project = index.projects.get(str(bp.get("projectName")))
+        if project is None or not never_collected(project):
             continue
-        result.changes.append(PatchBlueprint(bp["id"], name, {"timeAfter": target},
-                                             {"timeAfter": bp.get("timeAfter")}))
+        if bp.get("enable") is False or bp.get("isManual"):
+            continue
+        result.changes.append(TriggerBlueprint(str(bp.get("projectName")), bp["id"]))
 
 
 def _plan_reruns(index: ProjectIndex, settings: Settings, counts: dict[int, int], result: Plan) -> None:

@@ -111,17 +111,18 @@ def time_after_target(settings: Settings, now: datetime) -> str:
 
 
 def new_blueprint_fields(scope: ScopeRef, settings: Settings, now: datetime) -> dict:
-    """Absolute values for the blueprint DevLake created with a managed project."""
+    """Absolute values for the blueprint DevLake created with a managed project.
+
+    The cron and its ownership label are added by the planner (modules/schedule.py), which
+    needs every managed blueprint to give each its slot.
+    """
     plugin, cid, sid = scope.key
-    body = {
+    return {
         "connections": [{"pluginName": plugin, "connectionId": cid, "scopes": [{"scopeId": sid}]}],
         "labels": [MANAGED_LABEL],
         "timeAfter": time_after_target(settings, now),
         "enable": True,
     }
-    if settings.blueprint_cron:
-        body["cronConfig"] = settings.blueprint_cron
-    return body
 
 
 def project_metrics(names: tuple[str, ...]) -> list[dict]:

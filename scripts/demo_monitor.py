@@ -32,8 +32,10 @@ STARTUP_SECONDS = 30
 def prepare(fake: FakeDevLake, env: dict) -> None:
     """Sample data, one automation run, every queued pipeline finished, the status scenario."""
     load_sample_data(fake)
-    proc = subprocess.run([sys.executable, "manage_projects.py", "--once"], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    # Every sample project collected once, so the page shows each state: the demo lifts the queue
+    # budget (MAX_PENDING_PIPELINES, default 10, would leave the rest to their cron minute).
+    proc = subprocess.run([sys.executable, "manage_projects.py", "--once"], cwd=ROOT,
+                          env={**env, "MAX_PENDING_PIPELINES": "1000"}, capture_output=True, text=True)
     print(f"manage_projects.py --once: exit code {proc.returncode}", flush=True)
     fake.run_pending(flaky_outcome)
     add_status_scenario(fake)

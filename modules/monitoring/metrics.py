@@ -21,7 +21,7 @@ from modules.monitoring.state import NO_PROJECT
 
 ERROR_REASONS = ("unreachable", "auth", "http_error", "malformed", "internal")
 AUTOMATION_FILE = "automation_last_run.json"
-AUTOMATION_ITEMS = ("created", "unchanged", "failed")
+AUTOMATION_ITEMS = ("created", "unchanged", "failed", "deferred")  # deferred: over the queue budget
 POLL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 # Push answers in well under a second; a poll within POLL_INTERVAL_SECONDS (300 s by
 # default); the hourly re-scan and catching up after an outage take longer.

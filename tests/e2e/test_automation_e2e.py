@@ -11,6 +11,7 @@ from modules.changes import CreateProject, CreateScopeConfig, Outcome, PutScopes
 from modules.client import build_client
 from modules.projects import MANAGED_LABEL
 from modules.runner import run_once
+from modules.schedule import cron_label, cron_minute_of_day
 from sandbox.fake_devlake import FakeDevLake
 
 VN = pytz.timezone("Asia/Ho_Chi_Minh")
@@ -74,7 +75,11 @@ def test_first_run_tracks_every_upstream_scope(fake, world, tmp_path):
     assert bp["connections"] == [{"pluginName": "github", "connectionId": world["gh"],
                                   "scopes": [{"scopeId": world["repos"][1]}]}]
     assert datetime.fromisoformat(bp["timeAfter"].replace("Z", "+00:00")) == TARGET_UTC
-    assert bp["cronConfig"] == "0 0 * * *"  # BLUEPRINT_CRON unset: DevLake's default kept
+    # its own minute in COLLECTION_WINDOW (22:00-06:00 in Vietnam = 15:00-23:00 UTC), set and
+    # recorded in its label by the same PATCH that connected it
+    assert 15 * 60 <= (cron_minute_of_day(bp["cronConfig"]) or -1) < 23 * 60 and not bp["isManual"]
+    assert bp["labels"] == [MANAGED_LABEL, cron_label(bp["cronConfig"])]
+    assert len([r for r in fake.requests if r.method == "PATCH"]) == len(bps)
     assert fake.projects["github/repo1"]["metrics"][0]["pluginName"] == "dora"
     # each new blueprint got its first collection
     assert sorted(p["blueprintId"] for p in fake.pipelines.values()) == sorted(b["id"] for b in bps.values())
@@ -149,10 +154,14 @@ def test_time_after_compares_instants_and_touches_only_managed_blueprints(fake, 
     hand = fake.add_project("hand", time_after=TARGET_UTC - timedelta(days=30))
     code, _ = run(fake, tmp_path, PLUGINS="jira")
     assert code == 0
-    patched = {int(r.path.rsplit("/", 1)[1]) for r in fake.requests if r.method == "PATCH"}
-    assert old in patched and not patched & {same, later, hand}
-    body = next(r.body for r in fake.requests if r.method == "PATCH" and r.path.endswith(f"/{old}"))
-    assert body == {"timeAfter": TARGET}
+    bodies = {int(r.path.rsplit("/", 1)[1]): r.body for r in fake.requests if r.method == "PATCH"}
+    assert old in bodies and hand not in bodies
+    # one PATCH per blueprint: timeAfter where it moves, with the cron (all three were on DevLake's default)
+    assert bodies[old]["timeAfter"] == TARGET and {"timeAfter", "cronConfig", "labels"} <= set(bodies[old])
+    assert not {"timeAfter"} & (set(bodies[same]) | set(bodies[later]))
+    fake.reset_log()
+    code, _ = run(fake, tmp_path, PLUGINS="jira")
+    assert code == 0 and not [r for r in fake.requests if r.method == "PATCH"]
 
 
 def test_failed_pipeline_is_rerun_at_most_max_reruns_times(fake, world, tmp_path):

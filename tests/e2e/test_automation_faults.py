@@ -10,6 +10,10 @@ from modules.changes import Outcome
 from modules.projects import MANAGED_LABEL
 from tests.e2e.test_automation_e2e import NOW, run
 
+# Every new blueprint's trigger is part of what is reconciled here, so the queue budget
+# (tested in test_schedule_e2e.py) is set above the 260 new blueprints.
+NO_BUDGET = {"MAX_PENDING_PIPELINES": "1000"}
+
 
 @pytest.fixture
 def world(fake):
@@ -53,20 +57,20 @@ def assert_full_state(fake, world):
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_ten_percent_transient_faults_one_run_does_everything(fake, world, tmp_path, seed):
     fake.inject_random(0.10, seed=seed)
-    code, report = run(fake, tmp_path, DEVLAKE_HTTP_RETRIES="5", DEVLAKE_TIMEOUT_SECONDS="5")
+    code, report = run(fake, tmp_path, DEVLAKE_HTTP_RETRIES="5", DEVLAKE_TIMEOUT_SECONDS="5", **NO_BUDGET)
     injected = fake.random_faults_injected
     assert sum(injected.values()) > 10, injected
     assert code == 0, (report.failures(), injected)
     fake.clear_faults()
     assert_full_state(fake, world)
     fake.reset_log()
-    code, report = run(fake, tmp_path)  # and the next run finds nothing to do
+    code, report = run(fake, tmp_path, **NO_BUDGET)  # and the next run finds nothing to do
     assert code == 0 and fake.mutating_count() == 0 and not report.plan.changes
 
 
 def test_ambiguous_posts_are_adopted_never_duplicated(fake, world, tmp_path):
     fake.inject_random(0.3, seed=7, kinds=("500_after_write", "reset_after_write"))
-    code, report = run(fake, tmp_path, DEVLAKE_HTTP_RETRIES="8", DEVLAKE_TIMEOUT_SECONDS="5")
+    code, report = run(fake, tmp_path, DEVLAKE_HTTP_RETRIES="8", DEVLAKE_TIMEOUT_SECONDS="5", **NO_BUDGET)
     assert code == 0, report.failures()
     assert report.count(Outcome.ADOPTED) > 0
     fake.clear_faults()

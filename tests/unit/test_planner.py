@@ -17,6 +17,7 @@ from modules.changes import (
 from modules.observe import ConnectionView, Observed
 from modules.planner import plan
 from modules.projects import MANAGED_LABEL, MAX_PROJECT_NAME_BYTES, marker
+from modules.schedule import DEVLAKE_DEFAULT_CRON, plan_schedule, recorded_cron
 from modules.scopes import Connection, RemoteScopes, ScopeRef
 
 VN = pytz.timezone("Asia/Ho_Chi_Minh")
@@ -42,9 +43,19 @@ def observed(remote=(), existing=(), configs=(CONFIG,), projects=(), blueprints=
     return Observed([view], list(projects), list(blueprints))
 
 
-def managed_bp(bp_id, project, scope_id, time_after=TARGET):
+def managed_bp(bp_id, project, scope_id, time_after=TARGET, cron=DEVLAKE_DEFAULT_CRON):
     return {"id": bp_id, "projectName": project, "labels": [MANAGED_LABEL], "timeAfter": time_after,
+            "cronConfig": cron, "isManual": False, "enable": True,
             "connections": [{"pluginName": "github", "connectionId": 1, "scopes": [{"scopeId": str(scope_id)}]}]}
+
+
+def settled(bps, the_settings=None):
+    """The blueprints as an earlier run left them: each on its slot cron, recorded in its label."""
+    s = the_settings or settings()
+    changes = plan_schedule(bps, window=s.collection_window, on=NOW.date(), tz=s.timezone,
+                            devlake_tz=s.devlake_timezone, forced_cron=s.blueprint_cron).changes
+    by_id = {c.blueprint_id: c.body() for c in changes}
+    return [dict(bp, **by_id.get(bp["id"], {})) for bp in bps]
 
 
 def of(kind, the_plan):
@@ -68,9 +79,9 @@ def test_fresh_connection_plans_config_scopes_projects_and_triggers():
 
 def test_nothing_new_plans_nothing():
     p = plan(observed(remote=[repo(1)], existing=[dict(repo(1), scopeConfigId=3)],
-                      projects=[{"name": "github/repo1"}], blueprints=[managed_bp(7, "github/repo1", 1)]),
+                      projects=[{"name": "github/repo1"}], blueprints=settled([managed_bp(7, "github/repo1", 1)])),
              settings(), NOW)
-    assert p.changes == [] and p.problems == [] and p.unchanged >= 3
+    assert p.changes == [] and p.problems == [] and p.warnings == [] and p.unchanged >= 3
 
 
 def test_incremental_only_the_new_scope():
@@ -120,7 +131,8 @@ def test_interrupted_project_is_completed_not_recreated():
                       blueprints=[{"id": 9, "projectName": "github/repo1", "connections": []}]), settings(), NOW)
     assert not of(CreateProject, p)
     (patch,) = of(PatchBlueprint, p)
-    assert patch.blueprint_id == 9 and patch.fields["labels"] == [MANAGED_LABEL]
+    assert patch.blueprint_id == 9 and patch.fields["labels"][0] == MANAGED_LABEL
+    assert recorded_cron(patch.fields["labels"]) == patch.fields["cronConfig"] != DEVLAKE_DEFAULT_CRON
     assert [(t.project, t.blueprint_id) for t in of(TriggerBlueprint, p)] == [("github/repo1", 9)]
 
 
@@ -128,7 +140,7 @@ def test_time_after_moves_forward_only_and_compares_instants():
     bps = [managed_bp(1, "same", 1, "2026-11-20T17:00:00Z"), managed_bp(2, "old", 2, "2026-11-14T00:00:00+07:00"),
            managed_bp(3, "later", 3, "2026-11-23T00:00:00+07:00"), dict(managed_bp(4, "hand", 4), labels=[],
                                                                        timeAfter="2020-01-01T00:00:00Z")]
-    p = plan(observed(configs=(), projects=[], blueprints=bps), settings(), NOW)
+    p = plan(observed(configs=(), projects=[], blueprints=settled(bps[:3]) + bps[3:]), settings(), NOW)
     patches = of(PatchBlueprint, p)
     assert [(c.blueprint_id, c.fields) for c in patches] == [(2, {"timeAfter": TARGET})]
     assert [w[0] for w in p.warnings] == ["time_after_later_kept"]

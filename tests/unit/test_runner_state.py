@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 from modules.changes import Outcome, Plan, Result, TriggerBlueprint
 from modules.orchestrator import RunReport
+from modules.runner import LAST_RUN_FILE as LAST_RUN
 from modules.runner import heartbeat_fresh, touch_heartbeat, write_last_run
 
 
@@ -83,3 +84,32 @@ def test_no_retry_after_success_or_past_the_next_daily_run():
     assert next_retry_at(2, 0, now, settings, None) == now + timedelta(minutes=30)  # DevLake was down
     assert next_retry_at(1, 3, now, settings, None) is None
     assert next_retry_at(1, 0, now, settings, now + timedelta(minutes=10)) is None
+
+
+def test_deferred_triggers_reach_the_last_run_file_and_the_monitors_gauge(tmp_path):
+    import threading
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry
+
+    from modules.monitoring.metrics import StateCollector, read_automation
+    from modules.monitoring.state import MonitorState
+
+    run = report(created=2)
+    run.results += [Result(TriggerBlueprint(f"d{i}", 100 + i), Outcome.DEFERRED, error="queue budget")
+                    for i in range(5)]
+    assert run.failed == 0 and run.as_log_fields()["deferred"] == 5
+    write_last_run(tmp_path, 0, run, 1.0, datetime(2026, 11, 22, 11, 0, tzinfo=UTC))
+    data = json.loads((tmp_path / "automation_last_run.json").read_text())
+    assert (data["outcome"], data["deferred"], data["failed"]) == ("success", 5, 0)
+    registry = CollectorRegistry()
+    registry.register(StateCollector(SimpleNamespace(lock=threading.RLock(), state=MonitorState(),
+                                                     automation=read_automation(tmp_path / LAST_RUN))))
+    assert registry.get_sample_value("devlake_automation_last_run_items", {"outcome": "deferred"}) == 5
+    data.pop("deferred")  # a file from a daemon before the budget: 0, not an error
+    (tmp_path / LAST_RUN).write_text(json.dumps(data))
+    registry = CollectorRegistry()
+    registry.register(StateCollector(SimpleNamespace(lock=threading.RLock(), state=MonitorState(),
+                                                     automation=read_automation(tmp_path / LAST_RUN))))
+    assert registry.get_sample_value("devlake_automation_last_run_items", {"outcome": "deferred"}) == 0
+
