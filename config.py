@@ -18,7 +18,7 @@ import pytz
 
 from utils.webconfig import WebConfig, WebConfigError, load_web_config
 
-# Plugins the daily daemon manages by default (devlake-api.md §2: all eight
+# Plugins the daily daemon manages by default (`docs/devlake-api.md` §2: all eight
 # register a connection API). PLUGINS narrows this list.
 DEFAULT_PLUGINS = (
     "github", "gitlab", "bitbucket", "azuredevops_go",
@@ -131,12 +131,12 @@ class Settings:
     devlake_ui_url: str | None = None  # config-ui's base URL, for a link per project
     # WEB_CONFIG_FILE: TLS and basic auth on METRICS_PORT (exporter-toolkit format); None = plain HTTP, open.
     web_config: WebConfig | None = field(default=None, repr=False)
-    # DevLake's test of each connection of PLUGINS (devlake-api.md §9.6); 0 turns it off.
+    # DevLake's test of each connection of PLUGINS (`docs/devlake-api.md` §9.6); 0 turns it off.
     connection_check_interval_seconds: float = 3600.0
 
     @property
     def api_base_url(self) -> str:
-        """Where requests go: DevLake checks API keys only under /rest (devlake-api.md §1.2)."""
+        """Where requests go: DevLake checks API keys only under /rest (`docs/devlake-api.md` §1.2)."""
         if self.api_key and not self.devlake_url.endswith("/rest"):
             return self.devlake_url + "/rest"
         return self.devlake_url
@@ -282,7 +282,7 @@ def _parse_regex(value: str) -> str:
 
 
 def _parse_cron(value: str) -> str:
-    # DevLake accepts 5-field crons, @-descriptors and "manual" (devlake-api.md §8.1).
+    # DevLake accepts 5-field crons, @-descriptors and "manual" (`docs/devlake-api.md` §8.1).
     if value == "manual" or re.fullmatch(r"@(yearly|annually|monthly|weekly|daily|midnight|hourly|every \S+)", value):
         return value
     if len(value.split()) != 5:

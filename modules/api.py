@@ -1,6 +1,6 @@
 """DevLake REST client: one `_request`, typed errors, pagination hidden in generators.
 
-Shapes follow ../shared/devlake-api.md (cited as §n). Methods are thin and hold
+Shapes follow `docs/devlake-api.md` (cited as §n). Methods are thin and hold
 no business logic; callers never see `requests` exceptions.
 """
 from __future__ import annotations

@@ -36,7 +36,7 @@ class Phase(IntEnum):
 
 @dataclass(frozen=True, eq=False)
 class CreateScopeConfig:
-    """POST .../scope-configs; reconciled by name (devlake-api.md §0 #24)."""
+    """POST .../scope-configs; reconciled by name (`docs/devlake-api.md` §0 #24)."""
 
     connection: Connection
     body: dict

@@ -30,7 +30,7 @@ def unusable_hint(exc: DevLakeError, settings: Settings) -> str:
     """What the operator should do about an error that makes DevLake unusable."""
     if isinstance(exc, DevLakeAuthError) and exc.status == 401 and not settings.api_key:
         # DevLake's main branch defaults AUTH_ENABLED=true (apache/incubator-devlake#8878): every
-        # route but /ping, /ready, /health, /version then needs a key (devlake-api.md §11).
+        # route but /ping, /ready, /health, /version then needs a key (`docs/devlake-api.md` §11).
         return ("DevLake requires authentication: create an API key in DevLake's UI "
                 "(config-ui > API keys, allowed path .*) and set DEVLAKE_API_KEY")
     if isinstance(exc, DevLakeAuthError):

@@ -8,7 +8,7 @@ from modules.api import DevLakeClient, DevLakeError, DevLakeNotFound
 from modules.scopes import Connection
 
 SCOPE_CONFIG_PREFIX = "devlake-automation"
-# config-ui's default entities per plugin (devlake-api.md §6, "Entities").
+# config-ui's default entities per plugin (`docs/devlake-api.md` §6, "Entities").
 DEFAULT_ENTITIES = {
     "github": ["CODE", "TICKET", "CODEREVIEW", "CROSS", "CICD"],
     "gitlab": ["CODE", "TICKET", "CODEREVIEW", "CROSS", "CICD"],

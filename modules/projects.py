@@ -16,7 +16,7 @@ from utils.datetime import format_devlake_time
 MANAGED_LABEL = "managed-by/devlake-automation"
 MARKER_PREFIX = "Managed by devlake-automation: "
 # DevLake compares Go `len(name)`, i.e. UTF-8 bytes, with 100 and answers
-# 400 "Project name is too long." (backend/server/api/project/project.go; devlake-api.md §7).
+# 400 "Project name is too long." (backend/server/api/project/project.go; `docs/devlake-api.md` §7).
 MAX_PROJECT_NAME_BYTES = 100
 
 
@@ -126,5 +126,5 @@ def new_blueprint_fields(scope: ScopeRef, settings: Settings, now: datetime) -> 
 
 
 def project_metrics(names: tuple[str, ...]) -> list[dict]:
-    """The body of POST /projects `metrics` (devlake-api.md §7)."""
+    """The body of POST /projects `metrics` (`docs/devlake-api.md` §7)."""
     return [{"pluginName": m, "pluginOption": {}, "enable": True} for m in names]

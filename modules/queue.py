@@ -1,6 +1,6 @@
 """DevLake's pipeline queue as the daemon sees it: how full it is, and which triggers fit.
 
-DevLake runs pipelines from one queue with PIPELINE_MAX_PARALLEL at a time (devlake-api.md §9.5),
+DevLake runs pipelines from one queue with PIPELINE_MAX_PARALLEL at a time (`docs/devlake-api.md` §9.5),
 so the daemon starts its own collections (first collections, reruns) only while the queue holds
 fewer than MAX_PENDING_PIPELINES; the rest start at their cron minute or on a later run.
 """

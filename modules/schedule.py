@@ -6,7 +6,7 @@ the run's local date, and gets back the cron PATCHes to make and the hand-set cr
 Ownership is read from DevLake alone, so a lost state directory changes nothing: the daemon
 writes each cron together with a blueprint label recording it (`devlake-automation/cron:30_2_*_*_*`,
 spaces as `_`), in the same PATCH (labels are a plain string list, replaced whole, §8.1/§8.2 of
-devlake-api.md). A managed blueprint's cron belongs to the daemon when
+`docs/devlake-api.md`). A managed blueprint's cron belongs to the daemon when
 
 - it equals the cron its label records (the daemon set both, nobody changed the cron since), or
 - it has no such label and still has DevLake's default `0 0 * * *`

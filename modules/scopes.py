@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from modules.api import DevLakeClient, DevLakeError
 
-# The field holding each plugin's scope id (devlake-api.md §5 table); plugins
+# The field holding each plugin's scope id (`docs/devlake-api.md` §5 table); plugins
 # not listed use `id`, as config-ui does (`getPluginScopeId`).
 SCOPE_ID_FIELDS = {
     "github": "githubId",
@@ -123,7 +123,7 @@ def _collect(connection: Connection, group_id: str | None, entries: list[dict], 
             data.setdefault("fullName", entry.get("fullName"))
             result.scopes.setdefault(sid, data)
     # DevLake's Bitbucket listing never pages past 100 repositories per workspace
-    # (backend/plugins/bitbucket/api/remote_api.go; devlake-api.md §0 #11).
+    # (backend/plugins/bitbucket/api/remote_api.go; `docs/devlake-api.md` §0 #11).
     if connection.plugin == "bitbucket" and group_id is not None and scopes_here >= BITBUCKET_LISTING_CAP:
         result.capped_groups.append(group_id)
     return groups
@@ -161,7 +161,7 @@ def attach_row(plugin: str, row: dict, scope_config_id: int | None) -> dict:
 def _with_github_urls(plugin: str, row: dict) -> dict:
     """GitHub rows need lowercase `htmlUrl` and `cloneUrl`: PutScopes checks `dict["htmlUrl"]`
     (exact key) and otherwise calls GitHub once per row (backend/plugins/github/api/scope_api.go,
-    devlake-api.md §0 #18). Remote data and DevLake's own scope list spell it `HTMLUrl`."""
+    `docs/devlake-api.md` §0 #18). Remote data and DevLake's own scope list spell it `HTMLUrl`."""
     if plugin != "github":
         return row
     html = row.get("htmlUrl") or row.get("HTMLUrl")

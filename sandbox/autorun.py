@@ -7,7 +7,7 @@ import threading
 from .fake_devlake import FakeDevLake
 
 # What DevLake's GitHub/GitLab collectors report when an upstream API keeps timing out
-# (backend/helpers/pluginhelper/api/api_async_client.go, devlake-api.md §9.4).
+# (backend/helpers/pluginhelper/api/api_async_client.go, `docs/devlake-api.md` §9.4).
 FLAKY_FAILURE = {"failedSubTask": "collectApiPullRequests",
                  "message": "Retry exceeded 3 times calling repos/acme/flaky/pulls. The last error was: "
                             "Get \"https://api.github.com/repos/acme/flaky/pulls\": context deadline exceeded"}

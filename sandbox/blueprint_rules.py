@@ -1,4 +1,4 @@
-"""Blueprint field decoding, validation and plan generation (§8 of devlake-api.md)."""
+"""Blueprint field decoding, validation and plan generation (§8 of `docs/devlake-api.md`)."""
 
 from __future__ import annotations
 

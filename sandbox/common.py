@@ -1,6 +1,6 @@
 """Shared helpers for the fake DevLake: errors, JSON, time and cron handling.
 
-Section numbers (§) refer to /work/shared/devlake-api.md.
+Section numbers (§) refer to `docs/devlake-api.md`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""An in-process HTTP fake of Apache DevLake's REST API (see /work/shared/devlake-api.md).
+"""An in-process HTTP fake of Apache DevLake's REST API (see `docs/devlake-api.md`).
 
 Usage::
 
@@ -239,7 +239,7 @@ class FakeDevLake:
 
     def fail_connection_test(self, plugin: str, connection_id: int, status: int | None, message: str = "") -> None:
         """Make POST /plugins/{p}/connections/{id}/test answer `status` with `message`
-        (e.g. 400 "Bad credentials"; circleci 401, devlake-api.md §9.6); None heals it."""
+        (e.g. 400 "Bad credentials"; circleci 401, `docs/devlake-api.md` §9.6); None heals it."""
         with self._state.lock:
             if status is None:
                 self._state.plugins.test_failures.pop((plugin, connection_id), None)

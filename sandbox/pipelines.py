@@ -1,4 +1,4 @@
-"""Pipelines and tasks (§9 of devlake-api.md). Callers hold the fake's lock."""
+"""Pipelines and tasks (§9 of `docs/devlake-api.md`). Callers hold the fake's lock."""
 
 from __future__ import annotations
 
@@ -222,7 +222,7 @@ class PipelineStore:
 
     def _finish_tasks(self, pipeline: dict, tasks: list[dict], status: str, end: datetime, failure: dict) -> None:
         failing = status in ("TASK_FAILED", "TASK_PARTIAL")
-        # The pipeline's own message is generic; the task carries the error (devlake-api.md §9.4).
+        # The pipeline's own message is generic; the task carries the error (`docs/devlake-api.md` §9.4).
         pipeline["message"] = f"Error running pipeline {pipeline['id']}." if failing and failure else (
             FAILURE_MESSAGE if failing else "")
         pipeline["errorName"] = FAILURE_ERROR_NAME if failing else ""

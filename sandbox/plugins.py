@@ -1,6 +1,6 @@
 """Per-plugin facts: scope id fields, realistic scope `data`, connection and scope-config shapes.
 
-Section numbers (§) refer to /work/shared/devlake-api.md.
+Section numbers (§) refer to `docs/devlake-api.md`.
 """
 
 from __future__ import annotations

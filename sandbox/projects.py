@@ -1,4 +1,4 @@
-"""Projects and blueprints (§7, §8 of devlake-api.md). Callers hold the fake's lock."""
+"""Projects and blueprints (§7, §8 of `docs/devlake-api.md`). Callers hold the fake's lock."""
 
 from __future__ import annotations
 

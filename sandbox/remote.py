@@ -1,4 +1,4 @@
-"""Remote-scope trees (what exists upstream) and their page tokens, §4 of devlake-api.md."""
+"""Remote-scope trees (what exists upstream) and their page tokens, §4 of `docs/devlake-api.md`."""
 
 from __future__ import annotations
 

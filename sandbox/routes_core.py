@@ -1,4 +1,4 @@
-"""Framework, project, blueprint and pipeline routes (§1.4, §7, §8, §9 of devlake-api.md).
+"""Framework, project, blueprint and pipeline routes (§1.4, §7, §8, §9 of `docs/devlake-api.md`).
 
 Handlers take (state, request) and return (status, object) or a Response.
 """

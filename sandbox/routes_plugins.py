@@ -1,4 +1,4 @@
-"""Routes under /plugins/{p}/ (§3–§6 of devlake-api.md). They exist only for plugins that
+"""Routes under /plugins/{p}/ (§3–§6 of `docs/devlake-api.md`). They exist only for plugins that
 register a connection API; for any other plugin they answer gin's plain-text 404 (§2)."""
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ FAILING = "github/ingest-gateway"
 
 def add_status_scenario(fake: FakeDevLake) -> None:
     """Add the four projects and their pipeline history, and break the circleci connection's token."""
-    # circleci's check answers 401 for a bad stored token (devlake-api.md §9.6)
+    # circleci's check answers 401 for a bad stored token (`docs/devlake-api.md` §9.6)
     fake.fail_connection_test("circleci", 1, 401, "unexpected status code: 401")
     now = fake.now()
     stuck = fake.add_project(STUCK, description="a pipeline that hangs")

@@ -67,7 +67,7 @@ class Fault:
         return resp
 
 
-# What a DevLake behind nginx answers now and then (devlake-api.md §1.3): 500 for MySQL lock
+# What a DevLake behind nginx answers now and then (`docs/devlake-api.md` §1.3): 500 for MySQL lock
 # timeouts and deadlocks, before or after the write; 502/503 from nginx; connections reset.
 TRANSIENT_KINDS = ("500", "500_after_write", "502", "503", "reset", "reset_after_write")
 

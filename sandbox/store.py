@@ -1,6 +1,6 @@
 """In-memory plugin data: plugins, connections, scopes and scope configs (§2, §3, §5, §6).
 
-Callers hold the fake's lock. Section numbers (§) refer to /work/shared/devlake-api.md.
+Callers hold the fake's lock. Section numbers (§) refer to `docs/devlake-api.md`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ def parse_devlake_time(value: str | None) -> datetime | None:
     """Parse a DevLake timestamp (RFC 3339, any offset, up to 9 fraction digits) to an aware datetime.
 
     DevLake answers in whatever offset its server or database uses, so the
-    same instant may come back as +07:00 or Z (devlake-api.md §0 #22).
+    same instant may come back as +07:00 or Z (`docs/devlake-api.md` §0 #22).
     Raises ValueError for text that is not a timestamp.
     """
     if value is None or value == "":

@@ -3,7 +3,7 @@
 All of it comes from what a poll already reads (fetch.py lists every in-flight
 status each poll; the ledger reports each finish it counts): no extra call.
 DevLake runs pipelines from one queue, PIPELINE_MAX_PARALLEL at a time, and
-every blueprint made by POST /projects fires at the same minute (devlake-api.md
+every blueprint made by POST /projects fires at the same minute (`docs/devlake-api.md`
 §9.5), so at thousands of projects the queue itself is what goes stale.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Connection health: DevLake's own check of each saved connection, in its own thread, on its own interval.
 
 `POST /plugins/{p}/connections/{id}/test` tests the stored credentials against
-the upstream and changes nothing (devlake-api.md §9.6; plugins/<p>/api/connection_api.go).
+the upstream and changes nothing (`docs/devlake-api.md` §9.6; plugins/<p>/api/connection_api.go).
 A bad or expired token mostly answers 400 with the upstream's reason; circleci
 answers 401 — on this route that is the upstream's verdict on the stored token,
 not DevLake rejecting our API key. An expired token shows up here before the
@@ -25,7 +25,7 @@ from modules.monitoring.reasons import mask
 
 log = structlog.get_logger("monitor")
 
-# 401/403 texts of DevLake's own API-key check (devlake-api.md §1.2): our key, not the connection.
+# 401/403 texts of DevLake's own API-key check (`docs/devlake-api.md` §1.2): our key, not the connection.
 OUR_KEY_REJECTED = ("token is missing", "token is not present", "api key is invalid", "api key has expired",
                     "path doesn't match api key")
 
@@ -87,7 +87,7 @@ class ConnectionChecker:
             try:
                 connections = self.client.list_connections(plugin)
             except DevLakeNotFound:
-                continue  # plugin not installed in this DevLake (devlake-api.md §2)
+                continue  # plugin not installed in this DevLake (`docs/devlake-api.md` §2)
             except DevLakeError as exc:
                 log.warning("connection_check_failed", plugin=plugin, error=mask(str(exc), 300))
                 continue  # keep the last verdicts: DevLake, not the connections, failed

@@ -2,7 +2,7 @@
 
 The ledger saves every counted failure in `state.unexplained` together with the
 count itself. After the batch (a poll, or a notification batch) the monitor
-reads `GET /pipelines/{id}/tasks` for each (devlake-api.md §9.4) outside the
+reads `GET /pipelines/{id}/tasks` for each (`docs/devlake-api.md` §9.4) outside the
 scrape lock, then applies the answers under it: the reason counter, the
 project's newest reason, one `pipeline_failed` log line, and the entry is gone.
 A restart in between reads the tasks again and counts nothing twice, because

@@ -1,6 +1,6 @@
 """What one poll asks DevLake, sized by pipeline activity, not by the number of projects.
 
-A steady-state poll makes about five calls (devlake-api.md §9.1, §10):
+A steady-state poll makes about five calls (`docs/devlake-api.md` §9.1, §10):
 
 1. one list per in-flight status (TASK_CREATED, TASK_RUNNING, TASK_RERUN,
    TASK_RESUME). `pending=1` is not enough: a rerun keeps its old finishedAt,

@@ -65,7 +65,7 @@ class Observation:
 
 
 def parse_pipeline(raw) -> Observation:
-    """A pipeline object (devlake-api.md §9.2) as an Observation, or MalformedAnswer."""
+    """A pipeline object (`docs/devlake-api.md` §9.2) as an Observation, or MalformedAnswer."""
     if not isinstance(raw, dict):
         raise MalformedAnswer(f"pipeline is not an object: {str(raw)[:80]}")
     pid, bid, status = raw.get("id"), raw.get("blueprintId") or 0, raw.get("status")
@@ -80,7 +80,7 @@ def parse_pipeline(raw) -> Observation:
     if status == "TASK_FAILED" and finished is None and times["updatedAt"] is not None:
         # A DevLake start with RESUME_PIPELINES=false fails the pipelines that were
         # running and sets only `status` (backend/server/services/pipeline.go
-        # markInterruptedPipelineAs; devlake-api.md §9.3): updatedAt is when it failed.
+        # markInterruptedPipelineAs; `docs/devlake-api.md` §9.3): updatedAt is when it failed.
         finished, interrupted = times["updatedAt"], True
     return Observation(pid, bid, status, finished, times["beganAt"],
                        times["createdAt"], times["updatedAt"], interrupted)
@@ -234,7 +234,7 @@ def _interrupted_rerun(obs: Observation, tracked: dict[int, InFlight]) -> Observ
     """A rerun we saw queued or running that is TASK_FAILED with its *old* finishedAt.
 
     A finished rerun always gets a new finishedAt; only a DevLake restart
-    (markInterruptedPipelineAs, devlake-api.md §9.2) leaves the old one. Its
+    (markInterruptedPipelineAs, `docs/devlake-api.md` §9.2) leaves the old one. Its
     failure time is then its updatedAt, as for a first run that was interrupted.
     """
     entry = tracked.get(obs.pipeline_id)

@@ -1,7 +1,7 @@
 """Why a pipeline failed: the failed task picked from GET /pipelines/{id}/tasks, its message classified.
 
 A failed task carries `plugin`, `failedSubTask` and `message` = the Go error text,
-free form, often a whole upstream response body (devlake-api.md §9.4;
+free form, often a whole upstream response body (`docs/devlake-api.md` §9.4;
 backend/core/models/task.go, backend/core/runner/run_task.go). The message
 becomes a low-cardinality `reason` through a small ordered table of patterns;
 the text itself goes only to the log, masked and cut to MESSAGE_LIMIT.

@@ -28,7 +28,7 @@ NO_PROJECT = "(no project)"
 IN_FLIGHT_STATUSES = ("TASK_CREATED", "TASK_RERUN", "TASK_RESUME", "TASK_RUNNING")
 FINAL_STATUSES = ("TASK_COMPLETED", "TASK_FAILED", "TASK_PARTIAL", "TASK_CANCELLED")
 ALL_STATUSES = IN_FLIGHT_STATUSES + FINAL_STATUSES
-# devlake-api.md §9.3: PARTIAL means some tasks failed (skipOnFail); CANCELLED is a user action.
+# `docs/devlake-api.md` §9.3: PARTIAL means some tasks failed (skipOnFail); CANCELLED is a user action.
 FAILURE_STATUSES = ("TASK_FAILED", "TASK_PARTIAL")
 
 log = structlog.get_logger("monitor")

@@ -45,7 +45,7 @@ def test_once_prints_the_exposition_and_persists_state(monitor_fake, monitor_clo
     assert sample.value == 1.0
     assert json.loads((Path(monitor_env["STATE_DIR"]) / "monitor_state.json").read_text())["events"]
     assert KEY not in first.out + first.err
-    # 404 only where --once's connection check probes a plugin the fake does not have (devlake-api.md §2)
+    # 404 only where --once's connection check probes a plugin the fake does not have (`docs/devlake-api.md` §2)
     assert all(r.raw_path.startswith("/rest/") and (r.status == 200 or (
         r.status == 404 and r.raw_path.endswith("/connections"))) for r in monitor_fake.requests)
     # a second --once process restores the state: same series, not counted again

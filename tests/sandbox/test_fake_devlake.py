@@ -1,4 +1,4 @@
-"""The fake DevLake over real HTTP: shapes and quirks from /work/shared/devlake-api.md."""
+"""The fake DevLake over real HTTP: shapes and quirks from `docs/devlake-api.md`."""
 from __future__ import annotations
 
 import base64

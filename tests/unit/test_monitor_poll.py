@@ -24,7 +24,7 @@ def iso(moment: datetime | None) -> str | None:
 
 
 class MiniDevLake:
-    """Enough of devlake-api.md §7-§9 for the monitor: id DESC pages, exact status filter, 404s."""
+    """Enough of `docs/devlake-api.md` §7-§9 for the monitor: id DESC pages, exact status filter, 404s."""
 
     def __init__(self, mock, base: str = BASE):
         self.pipelines: dict[int, dict] = {}

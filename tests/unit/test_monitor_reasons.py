@@ -3,7 +3,7 @@ import pytest
 
 from modules.monitoring.reasons import MESSAGE_LIMIT, REASONS, classify, explain, mask
 
-# Texts as DevLake stores them in a failed task's `message` (devlake-api.md §9.4):
+# Texts as DevLake stores them in a failed task's `message` (`docs/devlake-api.md` §9.4):
 # helpers/pluginhelper/api/api_async_client.go wraps the upstream body in "Retry exceeded ... Response: ...".
 REAL = [
     ("rate_limited", "Retry exceeded 3 times calling repos/acme/api/pulls. The last error was: Http DoAsync error "
