@@ -14,12 +14,17 @@ spaces as `_`), in the same PATCH (labels are a plain string list, replaced whol
 - it has no such label and equals `BLUEPRINT_CRON` (blueprints of daemon versions before labels).
 
 Anything else (including a blueprint switched to manual by hand) was set by hand and is kept.
+
+Slots are sticky: a daemon-owned cron already inside the window keeps its minute while its
+10-minute slice is not over-full, so a new repository writes only its own blueprint and a window
+change moves only the crons outside the new window (`assign_slots`, `plan_schedule`).
 """
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -28,8 +33,7 @@ from config import MINUTES_PER_DAY, CollectionWindow
 DEVLAKE_DEFAULT_CRON = "0 0 * * *"  # backend/server/services/project.go
 CRON_LABEL_PREFIX = "devlake-automation/cron:"
 SLICE_MINUTES = 10   # evenness is promised per 10-minute slice of the window
-SLICE_SLACK = 0.10   # a slice holds 10 % over its fair share (of the capacity basis below)
-BASIS_STEP = 1.05    # capacities follow the count in 5 % steps, so they rarely change
+KEEP_SLACK = 0.15    # a slice keeps its blueprints up to 15 % over its fair share (README)
 
 
 # --- slots ------------------------------------------------------------------------------------
@@ -39,42 +43,97 @@ def _position(key: str) -> float:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2.0 ** 64
 
 
-def capacity_basis(n: int) -> int:
-    """The smallest ceil(1.05**k) >= n: capacities computed from n itself would change with
-    almost every added blueprint, and each change re-settles every overflow chain."""
-    if n <= 1:
-        return 1
-    return max(n, math.ceil(BASIS_STEP ** math.ceil(math.log(n) / math.log(BASIS_STEP) - 1e-9)))
+def _hash_order(key: str) -> tuple[float, str]:
+    return _position(key), key
 
 
-def assign_slots(keys: Iterable[str], window_minutes: int) -> dict[str, int]:
+def _home_slice(key: str, window_minutes: int, slice_count: int) -> int:
+    """The slice a key's hash points at: where it goes when that slice has room."""
+    return min(int(_position(key) * window_minutes) // SLICE_MINUTES, slice_count - 1)
+
+
+def _slices(window_minutes: int) -> list[tuple[int, int]]:
+    """(start offset, width) of each 10-minute slice; the last one may be shorter."""
+    return [(s, min(SLICE_MINUTES, window_minutes - s)) for s in range(0, window_minutes, SLICE_MINUTES)]
+
+
+def _keep_current(ordered: list[str], current: Mapping[str, int], window_minutes: int,
+                  slices: list[tuple[int, int]]) -> dict[str, int]:
+    """The current offsets that stay: inside the window, and not beyond a slice's (or minute's)
+    keep limit of fair share + KEEP_SLACK. The limit sits above the placement target (the fair
+    share), so adding or removing a few keys never pushes a slice over it: nothing moves. It is
+    reached after a window change that leaves kept slices crowded (an extended window), a large
+    removal, or crons the daemon once forced (BLUEPRINT_CRON) landing in one minute; then the keys
+    that do not hash to the slice, and the last in hash order, move first."""
+    n, count = len(ordered), len(slices)
+    minute_limit = math.ceil(n / window_minutes * (1 + KEEP_SLACK)) + 1
+    rank = {key: i for i, key in enumerate(ordered)}
+
+    def by_claim(members: list[str], index: int) -> list[str]:
+        return sorted(members, key=lambda k: (_home_slice(k, window_minutes, count) != index, rank[k]))
+
+    per_minute: dict[int, list[str]] = {}
+    for key in ordered:
+        offset = current.get(key)
+        if offset is not None and 0 <= offset < window_minutes:
+            per_minute.setdefault(offset, []).append(key)
+    per_slice: list[list[str]] = [[] for _ in slices]
+    for offset, members in per_minute.items():
+        per_slice[offset // SLICE_MINUTES] += by_claim(members, offset // SLICE_MINUTES)[:minute_limit]
+    kept: dict[str, int] = {}
+    for index, ((_, width), members) in enumerate(zip(slices, per_slice, strict=True)):
+        limit = math.ceil(n * width / window_minutes * (1 + KEEP_SLACK))
+        kept.update((key, current[key]) for key in by_claim(members, index)[:limit])
+    return kept
+
+
+def assign_slots(keys: Iterable[str], window_minutes: int,
+                 current: Mapping[str, int] | None = None) -> dict[str, int]:
     """Each key's minute offset (0 .. window_minutes-1) from the window's start.
 
-    Consistent hashing with bounded loads, per 10-minute slice: a key prefers the slice its
-    hash falls in; a full slice passes it on to the next one. A slice's capacity is its fair
-    share of `capacity_basis(n)` plus 10 %, so at most ~16 % over the fair share of n. Inside a
-    slice, keys are spaced evenly in hash order. So the spread is even at any size, and adding a
-    key moves only a few others (its slice's neighbours, plus one per full slice it overflows
-    into) except when the basis steps up (every ~5 % of growth); bench/bench_schedule.py
-    measures both.
+    Sticky: a key keeps its `current` offset (the daemon's own cron, already inside the window)
+    unless its slice or minute is over-full (`_keep_current`), so new keys never move old ones.
+    The other keys, in hash order, go to their hash's 10-minute slice while it is below its fair
+    share (ceil of n x width / window); the rest then to the slice furthest below it (ties: the
+    nearest to their hash slice). Inside a slice, each takes its least-used minute (ties: nearest
+    to where its hash points). So every slice ends at most at max(fair share, keep limit), every
+    minute near its fair share, and the result depends on the keys and offsets only, not on
+    their order. bench/bench_schedule.py measures churn and evenness.
     """
-    ordered = sorted(set(keys), key=lambda k: (_position(k), k))
+    ordered = sorted(set(keys), key=_hash_order)
     if not ordered:
         return {}
-    slices = [(s, min(SLICE_MINUTES, window_minutes - s)) for s in range(0, window_minutes, SLICE_MINUTES)]
-    n = len(ordered)
-    basis = capacity_basis(n)
-    caps = [math.ceil(basis * width / window_minutes * (1 + SLICE_SLACK)) for _, width in slices]
+    slices = _slices(window_minutes)
+    slots = _keep_current(ordered, current or {}, window_minutes, slices)
+    n, count = len(ordered), len(slices)
+    target = [math.ceil(n * width / window_minutes) for _, width in slices]
+    filled = [0] * count
+    for offset in slots.values():
+        filled[offset // SLICE_MINUTES] += 1
     members: list[list[str]] = [[] for _ in slices]
-    for key in ordered:  # hash order = preferred-slice order, so overflow is linear probing
-        index = min(int(_position(key) * window_minutes) // SLICE_MINUTES, len(slices) - 1)
-        while len(members[index]) >= caps[index]:  # sum(caps) >= 1.1 n: always terminates
-            index = (index + 1) % len(slices)
+    overflow = []
+    for key in ordered:
+        if key in slots:
+            continue
+        home = _home_slice(key, window_minutes, count)
+        if filled[home] < target[home]:
+            members[home].append(key)
+            filled[home] += 1
+        else:
+            overflow.append(key)
+    # sum(target) >= n, so the slice with the most room always has some left.
+    for key in overflow:
+        home = _home_slice(key, window_minutes, count)
+        index = min(range(count), key=lambda i: (filled[i] - target[i], abs(i - home), i))
         members[index].append(key)
-    slots = {}
+        filled[index] += 1
+    used = Counter(slots.values())
     for (start, width), keys_in in zip(slices, members, strict=True):
-        for rank, key in enumerate(keys_in):
-            slots[key] = start + int(width * (rank + 0.5) / len(keys_in))
+        for key in keys_in:
+            aim = start + int((_position(key) * window_minutes / SLICE_MINUTES) % 1 * width)
+            offset = min(range(start, start + width), key=lambda m: (used[m], abs(m - aim), m))
+            slots[key] = offset
+            used[offset] += 1
     return slots
 
 
@@ -188,13 +247,41 @@ class SchedulePlan:
     unchanged: int = 0
 
 
+def window_offset(cron: str, window: CollectionWindow, shift: int) -> int | None:
+    """Where a daily cron in DevLake's zone falls in the (local) window: its offset from the
+    window's start, or None outside it (or not a plain daily cron). Converting back with the
+    same shift slot_crons uses is what lets a cron written under another offset stay put."""
+    minute = cron_minute_of_day(cron)
+    if minute is None:
+        return None
+    offset = (minute - shift - window.start) % MINUTES_PER_DAY
+    return offset if offset < window.minutes else None
+
+
+def _slot_keys(owned: list[dict]) -> dict[int, str]:
+    """Each blueprint's slot key; a key two blueprints share (two projects on one scope) gets the
+    later id appended, so each still has its own slot and current cron."""
+    keys: dict[int, str] = {}
+    seen: set[str] = set()
+    for bp in owned:  # id order
+        key = blueprint_key(bp)
+        keys[bp["id"]] = key if key not in seen else f"{key}#{bp['id']}"
+        seen.add(keys[bp["id"]])
+    return keys
+
+
 def plan_schedule(blueprints: Iterable[dict], *, window: CollectionWindow, on: date, tz, devlake_tz,
                   forced_cron: str | None = None) -> SchedulePlan:
-    """Which managed blueprints need a cron PATCH. Pass only managed blueprints.
+    """Which managed blueprints need a cron PATCH. Pass only managed blueprints, as read.
 
-    With `forced_cron` (BLUEPRINT_CRON) every daemon-owned blueprint gets it; otherwise each
-    gets its slot in `window`. A blueprint whose cron and label already match is unchanged, so
-    a run with nothing new plans nothing. Changes come in blueprint id order.
+    With `forced_cron` (BLUEPRINT_CRON) every daemon-owned blueprint gets it. Otherwise slots are
+    sticky: a blueprint whose cron is the one its label records and lies inside `window` keeps
+    it (unless its slice is over-full, `assign_slots`); DevLake's default cron, crons outside the
+    window and new blueprints get a slot. So a run with nothing new plans nothing, added
+    blueprints move no others, and a window change moves exactly the owned crons outside it.
+    Hand-set crons are kept and do not count toward a slice: they are not the daemon's to
+    balance, and counting them would move daemon slots whenever someone edits a cron.
+    Changes come in blueprint id order.
     """
     plan = SchedulePlan()
     owned = []
@@ -204,10 +291,12 @@ def plan_schedule(blueprints: Iterable[dict], *, window: CollectionWindow, on: d
         else:
             plan.kept.append(CronKept(bp["id"], str(bp.get("projectName") or ""), effective_cron(bp),
                                       recorded_cron(bp.get("labels"))))
-    targets = ({blueprint_key(bp): forced_cron for bp in owned} if forced_cron
-               else slot_crons((blueprint_key(bp) for bp in owned), window, on, tz, devlake_tz))
+    if forced_cron:
+        targets = {bp["id"]: forced_cron for bp in owned}
+    else:
+        targets = _spread_targets(owned, window, on, tz, devlake_tz)
     for bp in owned:
-        target = targets[blueprint_key(bp)]
+        target = targets[bp["id"]]
         labels = [label for label in bp.get("labels") or [] if not label.startswith(CRON_LABEL_PREFIX)]
         labels.append(cron_label(target))
         if effective_cron(bp) == target and recorded_cron(bp.get("labels")) == target:
@@ -216,3 +305,24 @@ def plan_schedule(blueprints: Iterable[dict], *, window: CollectionWindow, on: d
         plan.changes.append(CronChange(bp["id"], str(bp.get("projectName") or ""), effective_cron(bp),
                                        target, tuple(labels)))
     return plan
+
+
+def _spread_targets(owned: list[dict], window: CollectionWindow, on: date, tz, devlake_tz) -> dict[int, str]:
+    """Each owned blueprint's cron by id: its current one where it stays, else its new slot."""
+    shift = zone_shift_minutes(window, on, tz, devlake_tz)
+    keys = _slot_keys(owned)
+    current: dict[str, int] = {}
+    for bp in owned:
+        cron = effective_cron(bp)
+        # only a cron the daemon recorded is sticky; DevLake's default (no label) gets a slot
+        offset = window_offset(cron, window, shift) if recorded_cron(bp.get("labels")) == cron else None
+        if offset is not None:
+            current[keys[bp["id"]]] = offset
+    offsets = assign_slots(keys.values(), window.minutes, current)
+    targets = {}
+    for bp in owned:
+        key = keys[bp["id"]]
+        stays = current.get(key) == offsets[key]
+        # a kept cron is written back verbatim, so an equivalent spelling ("05 15 * * *") is no change
+        targets[bp["id"]] = effective_cron(bp) if stays else daily_cron(window.start + offsets[key] + shift)
+    return targets

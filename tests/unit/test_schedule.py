@@ -1,7 +1,9 @@
 """modules/schedule.py: slot spreading, time zones, ownership and the cron plan (no HTTP)."""
 from __future__ import annotations
 
+import copy
 import math
+import random
 from collections import Counter
 from datetime import date
 
@@ -19,6 +21,7 @@ from modules.schedule import (
     plan_schedule,
     recorded_cron,
     slot_crons,
+    window_offset,
     zone_shift_minutes,
 )
 
@@ -60,21 +63,36 @@ def test_spread_is_even_within_the_window(n, minutes):
     slots = assign_slots(keys(n), minutes)
     assert len(slots) == n and all(0 <= s < minutes for s in slots.values())
     fair = n * 10 / minutes
-    assert max(per_slice(slots).values()) <= math.ceil(1.16 * fair) + 1
+    assert max(per_slice(slots).values()) <= math.ceil(fair)  # a first assignment fills to the fair share
     assert max(Counter(slots.values()).values()) <= math.ceil(1.2 * n / minutes) + 1
 
 
 def test_spread_is_deterministic_and_order_free():
     forward = assign_slots(keys(500), 480)
     assert assign_slots(list(reversed(keys(500))), 480) == forward == assign_slots(keys(500), 480)
+    current = {k: (7 * i) % 480 for i, k in enumerate(keys(300))}
+    more = keys(500) + keys(40, "gitlab/2/")
+    assert assign_slots(more, 480, current) == assign_slots(list(reversed(more)), 480, dict(reversed(current.items())))
 
 
-def test_adding_one_blueprint_moves_few():
+def test_current_offsets_stay_when_keys_are_added_or_removed():
     before = assign_slots(keys(5000), 480)
-    after = assign_slots(keys(5000) + ["github/1/new"], 480)
-    moved = [k for k in before if before[k] != after[k]]
-    assert len(moved) <= 20
-    assert all(abs(before[k] - after[k]) <= 10 for k in moved)
+    for added in (1, 100):
+        after = assign_slots(keys(5000) + keys(added, "github/1/new-"), 480, before)
+        assert {k: after[k] for k in before} == before
+    fewer = keys(5000)[1000:]                            # 1,000 repositories removed
+    assert assign_slots(fewer, 480, before) == {k: before[k] for k in fewer}
+
+
+def test_only_the_overflow_of_an_over_full_slice_moves():
+    before = assign_slots(keys(1000), 480)              # fair share 20.8 per slice, keep limit 24
+    crowded = {k: (before[k] % 10) for k in keys(1000)[:40]}   # 40 keys pushed into slice 0, 4 per minute
+    current = {**before, **crowded}
+    after = assign_slots(keys(1000), 480, current)
+    moved = {k for k in current if after[k] != current[k]}
+    in_slice_0 = [k for k in current if current[k] < 10]
+    assert moved <= set(in_slice_0) and len(moved) == len(in_slice_0) - 24
+    assert max(per_slice(after).values()) <= 24
 
 
 def test_tiny_windows_and_no_keys():
@@ -205,3 +223,166 @@ def test_pre_label_blueprints_on_the_forced_cron_are_adopted_with_one_label_patc
     assert [(c.current, c.target) for c in adopt.changes] == [("0 2 * * *", "0 2 * * *")] * 3
     apply(bps, adopt)
     assert all(recorded_cron(bp["labels"]) == "0 2 * * *" for bp in bps)
+
+
+# --- sticky plans -------------------------------------------------------------------------------
+
+def settled(n: int, win: str = "22:00-06:00", **kw) -> list[dict]:
+    """n blueprints as a first run leaves them: each on its slot, recorded in its label."""
+    bps = [blueprint(i) for i in range(1, n + 1)]
+    apply(bps, plan_at(bps, win, **kw))
+    return bps
+
+
+def plan_at(bps, win="22:00-06:00", on=DAY, tz=ICT, devlake_tz=UTC, forced=None):
+    return plan_schedule(bps, window=window(win), on=on, tz=tz, devlake_tz=devlake_tz, forced_cron=forced)
+
+
+def offsets_in(bps: list[dict], win: str = "22:00-06:00", on=DAY, tz=ICT, devlake_tz=UTC) -> list[int | None]:
+    shift = zone_shift_minutes(window(win), on, tz, devlake_tz)
+    return [window_offset(bp["cronConfig"], window(win), shift) for bp in bps]
+
+
+def assert_even(bps: list[dict], win: str = "22:00-06:00", **kw) -> None:
+    offsets = offsets_in(bps, win, **kw)
+    assert None not in offsets
+    fair = len(offsets) * 10 / window(win).minutes
+    assert max(Counter(o // 10 for o in offsets if o is not None).values()) <= math.ceil(1.2 * fair) + 1
+
+
+@pytest.mark.parametrize("added", [1, 100])
+def test_adding_repositories_to_5000_moves_no_existing_blueprint(added):
+    bps = settled(5000)
+    bps += [blueprint(i) for i in range(5001, 5001 + added)]
+    p = plan(bps)
+    assert sorted(c.blueprint_id for c in p.changes) == list(range(5001, 5001 + added))
+    assert p.unchanged == 5000
+    apply(bps, p)
+    assert_even(bps)
+    assert plan(bps).changes == []
+
+
+def test_removing_blueprints_moves_nothing_unless_many_are_gone():
+    bps = settled(2000)
+    assert plan(bps[300:]).changes == []                   # 15 % removed: every slice stays under its limit
+    for rest in (bps[600:], bps[::3]):                     # 30 %, two thirds: a crowded slice or two rebalance
+        p = plan(rest)
+        assert len(p.changes) <= len(rest) // 25             # a few per cent
+        apply(rest, p)
+        assert_even(rest)
+
+
+def test_evenness_after_ten_rounds_of_one_hundred_new_repositories():
+    bps = settled(4000)
+    assert_even(bps)
+    for round_ in range(10):
+        start = len(bps) + 1
+        bps += [blueprint(i) for i in range(start, start + 100)]
+        p = plan(bps)
+        assert {c.blueprint_id for c in p.changes} == set(range(start, start + 100)), round_
+        apply(bps, p)
+        assert_even(bps)
+    offsets = [o for o in offsets_in(bps) if o is not None]
+    assert max(Counter(o // 10 for o in offsets).values()) <= math.ceil(len(bps) * 10 / 480) + 1
+
+
+def test_an_over_full_slice_moves_only_its_overflow():
+    bps = settled(480)                     # 10 per slice of 22:00-06:00 ICT (15:00-23:00 UTC)
+    for bp in bps[:30]:                    # 30 of them recorded (as if assigned) in 15:00-15:09 UTC
+        cron = f"{bp['id'] % 10} 15 * * *"
+        bp.update(cronConfig=cron, labels=[MANAGED, cron_label(cron)])
+    crowded = {bp["id"] for bp in bps if (cron_minute_of_day(bp["cronConfig"]) or 0) < 15 * 60 + 10}
+    p = plan(bps)
+    assert {c.blueprint_id for c in p.changes} <= crowded
+    assert len(p.changes) == len(crowded) - 12        # the slice keeps ceil(10 x 1.15) = 12
+    apply(bps, p)
+    assert_even(bps) and plan(bps).changes == []
+
+
+def test_a_window_overlapping_the_old_one_moves_only_the_crons_outside_it():
+    bps = settled(1000) + [blueprint(1001, "45 1 * * *")]          # one hand-set cron
+    outside = {bp["id"] for bp, o in zip(bps[:1000], offsets_in(bps[:1000], "20:00-02:00"), strict=True)
+               if o is None}
+    assert 400 < len(outside) < 600                                   # 02:00-06:00 ICT: about half
+    p = plan(bps, "20:00-02:00")
+    assert {c.blueprint_id for c in p.changes} == outside and [k.blueprint_id for k in p.kept] == [1001]
+    apply(bps, p)
+    assert_even(bps[:1000], "20:00-02:00")
+    assert bps[1000]["cronConfig"] == "45 1 * * *" and plan(bps, "20:00-02:00").changes == []
+
+
+def test_a_much_longer_window_rebalances_the_crowded_slices():
+    bps = settled(960, "22:00-02:00")                                 # 40 per slice
+    p = plan(bps, "22:00-06:00")                                      # twice as long: fair 20, keep limit 23
+    assert 300 < len(p.changes) < 480
+    apply(bps, p)
+    assert_even(bps, "22:00-06:00")
+
+
+def test_window_across_midnight_stays_put():
+    bps = settled(600, "22:00-04:00", tz=UTC)
+    minutes = {cron_minute_of_day(bp["cronConfig"]) for bp in bps}
+    assert any(m is not None and m >= 22 * 60 for m in minutes) and any(m is not None and m < 60 for m in minutes)
+    bps += [blueprint(i) for i in range(601, 651)]
+    p = plan_at(bps, "22:00-04:00", tz=UTC)
+    assert {c.blueprint_id for c in p.changes} == set(range(601, 651))
+    apply(bps, p)
+    assert_even(bps, "22:00-04:00", tz=UTC)
+
+
+def test_crons_recorded_under_utc_map_back_into_the_local_window():
+    bp = blueprint(1, "30 15 * * *", (MANAGED, cron_label("30 15 * * *")))   # 22:30 in Ho Chi Minh City
+    assert plan(bp_list := [bp]).changes == [] and plan(bp_list).unchanged == 1
+    assert window_offset("30 15 * * *", window("22:00-06:00"), -420) == 30
+    assert window_offset("30 14 * * *", window("22:00-06:00"), -420) is None   # 21:30 local: outside
+    spelled = blueprint(2, "05 15 * * *", (MANAGED, cron_label("05 15 * * *")))
+    assert plan([spelled]).changes == []               # kept verbatim, not re-spelled "5 15 * * *"
+
+
+def test_daylight_saving_moves_only_the_crons_it_pushes_out_of_the_window():
+    winter, summer = date(2026, 1, 15), date(2026, 7, 15)
+    bps = settled(480, "22:00-06:00", on=winter, tz=NY)          # 03:00-11:00 UTC in winter
+    p = plan_at(bps, "22:00-06:00", on=summer, tz=NY)              # 02:00-10:00 UTC in summer
+    pushed_out = {bp["id"] for bp in bps if (cron_minute_of_day(bp["cronConfig"]) or 0) >= 10 * 60}
+    assert {c.blueprint_id for c in p.changes} == pushed_out and 40 <= len(pushed_out) <= 80
+    apply(bps, p)
+    assert all(2 * 60 <= (cron_minute_of_day(bp["cronConfig"]) or -1) < 10 * 60 for bp in bps)
+    assert_even(bps, on=summer, tz=NY)
+    assert plan_at(bps, on=summer, tz=NY).changes == []
+
+
+def test_hand_set_crons_do_not_count_toward_a_slice():
+    bps = [blueprint(i) for i in range(1, 201)]
+    hand = [blueprint(i, f"{i % 10} 15 * * *") for i in range(201, 261)]   # 60 in the window's first slice
+    assert plan(bps).changes == plan(bps + hand).changes
+
+
+def test_two_blueprints_on_one_scope_get_their_own_minutes():
+    twins = [blueprint(1), dict(blueprint(2), connections=blueprint(1)["connections"])]
+    p = plan(twins)
+    assert len({c.target for c in p.changes}) == 2
+    apply(twins, p)
+    assert plan(twins).changes == []
+
+
+def test_forced_crons_inside_the_window_spread_out_when_unset():
+    bps = [blueprint(i) for i in range(1, 21)]
+    apply(bps, plan(bps, forced="0 16 * * *"))                    # 23:00 ICT, inside the window
+    spread = plan(bps)
+    assert len(spread.changes) == 19                              # a slice keeps ceil(20 x 10/480 x 1.15) = 1
+    apply(bps, spread)
+    assert len({bp["cronConfig"] for bp in bps}) == 20 and plan(bps).changes == []
+    many = [blueprint(i, "0 16 * * *", (MANAGED, cron_label("0 16 * * *"))) for i in range(1, 5001)]
+    assert len(plan(many).changes) == 5000 - 13                   # a minute keeps ceil(5000/480 x 1.15) + 1
+
+
+def test_the_plan_is_deterministic_and_free_of_input_order():
+    bps = settled(300) + [blueprint(i) for i in range(301, 341)] + [blueprint(341, "15 4 * * *")]
+    for bp in bps[:20]:                                            # a crowded slice too
+        cron = f"{bp['id'] % 10} 15 * * *"
+        bp.update(cronConfig=cron, labels=[MANAGED, cron_label(cron)])
+    first = plan(bps, "21:00-05:00")
+    assert first.changes and first == plan(copy.deepcopy(bps), "21:00-05:00")
+    shuffled = copy.deepcopy(bps)
+    random.Random(9).shuffle(shuffled)
+    assert plan(shuffled, "21:00-05:00") == first
