@@ -123,3 +123,15 @@ def test_never_collected_managed_blueprints_are_triggered_unless_disabled_or_man
     assert [(t.project, t.blueprint_id) for t in of(TriggerBlueprint, p)] == [("a", 1)]
     off = plan(observed(projects=projects, blueprints=bps), settings(TRIGGER_NEW_BLUEPRINTS="false"), NOW)
     assert of(TriggerBlueprint, off) == []
+
+
+def test_new_repositories_do_not_move_existing_blueprints():
+    bps = settled([managed_bp(i, f"github/repo{i}", i) for i in range(1, 61)])
+    projects = [{"name": f"github/repo{i}", "blueprint": {"id": i}} for i in range(1, 61)]
+    p = plan(observed(remote=[repo(i) for i in range(1, 66)],
+                      existing=[dict(repo(i), scopeConfigId=3) for i in range(1, 61)],
+                      projects=projects, blueprints=bps), settings(), NOW)
+    assert of(PatchBlueprint, p) == []                               # slots are sticky (modules/schedule.py)
+    created = of(CreateProject, p)
+    assert sorted(c.scope.scope_id for c in created) == ["61", "62", "63", "64", "65"]
+    assert all(in_window(c.blueprint["cronConfig"]) for c in created)
