@@ -7,14 +7,18 @@ For --repos managed blueprints (default 5,000, one per repository) still on DevL
   COLLECTION_WINDOW (max per minute and per 10 minutes against the fair share), also in
   DevLake's zone (UTC), where the crons live;
 * a second plan on the result: must be empty (a run with nothing new writes nothing);
-* churn: how many existing blueprints move when 1, 10 and 100 repositories are added;
-* a window change: the PATCHes it plans (one per moved blueprint, nothing else), with one
-  hand-set cron that must stay;
+* churn: how many existing blueprints a plan moves when 1, 10 and 100 repositories are added
+  (slots are sticky: 0), and when 10 % are removed;
+* evenness after repeated additions: start at 80 % of --repos and add 2 % ten times (4,000 +
+  10 x 100 by default), applying each plan;
+* a window change: the PATCHes it plans (one per moved blueprint, nothing else; only the crons
+  outside the new window move), with one hand-set cron that must stay;
 * planning time.
 
-Exits 1 if a target is missed: max per 10-minute slice over 1.2 x the fair share (+1), a
-non-empty second plan, a window change planning anything but one PATCH per moved
-daemon-owned blueprint, or (at 5,000) more than 1 % of blueprints moved by adding one.
+Exits 1 if a target is missed: max per 10-minute slice over 1.2 x the fair share (+1), after the
+first plan or any round of additions; a non-empty second plan; any existing blueprint moved by
+adding repositories or removing 10 %; a window change planning anything but one PATCH per moved daemon-owned
+blueprint, or leaving a cron outside the new window.
 """
 from __future__ import annotations
 
@@ -33,7 +37,6 @@ import pytz  # noqa: E402
 from config import CollectionWindow  # noqa: E402
 from modules.schedule import (  # noqa: E402
     DEVLAKE_DEFAULT_CRON,
-    assign_slots,
     cron_minute_of_day,
     plan_schedule,
     zone_shift_minutes,
@@ -69,11 +72,18 @@ def distribution(bps: list[dict], window: CollectionWindow, shift: int) -> tuple
     return Counter(offsets), Counter(o // 10 for o in offsets), outside
 
 
-def churn(n: int, added: int, minutes: int) -> int:
-    keys = [f"github/1/{100000 + i}" for i in range(1, n + 1)]
-    before = assign_slots(keys, minutes)
-    after = assign_slots(keys + [f"github/1/new-{j}" for j in range(added)], minutes)
-    return sum(1 for k in keys if before[k] != after[k])
+def churn(settled: list[dict], added: int, plan) -> tuple[int, int]:
+    """(existing blueprints moved, cron PATCHes) when `added` repositories join `settled`."""
+    start = max(bp["id"] for bp in settled) + 1
+    result = plan([*settled, *blueprints(added, start)])
+    moved = sum(1 for change in result.changes if change.blueprint_id < start)
+    return moved, len(result.changes)
+
+
+def max_slice_ratio(bps: list[dict], window: CollectionWindow, shift: int) -> tuple[int, float, int]:
+    """(max per 10-minute slice, fair share, crons outside the window)."""
+    _, per_slice, outside = distribution(bps, window, shift)
+    return max(per_slice.values()), len(bps) * 10 / window.minutes, outside
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,11 +125,35 @@ def main(argv: list[str] | None = None) -> int:
     if second.changes:
         failures.append("the second plan is not empty")
 
+    def plan(bps_now: list[dict]):
+        return plan_schedule(bps_now, window=window, on=DAY, tz=tz, devlake_tz=utc)
+
     for added in (1, 10, 100):
-        moved = churn(n, added, window.minutes)
-        print(f"adding {added} repositories moves {moved} existing blueprints ({100 * moved / n:.2f} %)")
-        if added == 1 and n >= 5000 and moved > n // 100:
-            failures.append("adding one repository moved more than 1 % of blueprints")
+        moved, writes = churn(bps, added, plan)
+        print(f"adding {added} repositories: {moved} existing blueprints move ({100 * moved / n:.2f} %), "
+              f"{writes} cron PATCHes")
+        if moved:
+            failures.append(f"adding {added} repositories moved existing blueprints")
+    removed = plan(bps[n // 10:])
+    print(f"removing {n // 10} repositories: {len(removed.changes)} blueprints move")
+    if removed.changes:
+        failures.append("removing 10 % of repositories moved blueprints")
+
+    grown, step = blueprints(n - n // 5), max(1, n // 50)
+    apply(grown, plan(grown))
+    worst, moved_total = 0.0, 0
+    for _ in range(10):
+        start = len(grown) + 1
+        grown += blueprints(step, start)
+        result = plan(grown)
+        moved_total += sum(1 for change in result.changes if change.blueprint_id < start)
+        apply(grown, result)
+        top, fair, outside = max_slice_ratio(grown, window, shift)
+        worst = max(worst, top / fair)
+        if outside or top > math.ceil(1.2 * fair) + 1:
+            failures.append(f"after additions up to {len(grown)}, a 10-minute slice holds {top} (fair {fair:.2f})")
+    print(f"{n - n // 5} + 10 x {step} repositories: {moved_total} existing blueprints moved, max per 10 minutes "
+          f"{top} (fair {fair:.2f}, ratio {top / fair:.2f}; worst ratio over the rounds {worst:.2f})")
 
     bps[0]["cronConfig"] = "45 1 * * *"  # a cron set by hand in config-ui
     moved_plan = plan_schedule(bps, window=new_window, on=DAY, tz=tz, devlake_tz=utc)
@@ -130,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{moved_plan.unchanged} stay (same minute), {len(moved_plan.kept)} hand-set kept")
     if len(moved_plan.changes) != moved or moved + moved_plan.unchanged != n - 1 or len(moved_plan.kept) != 1:
         failures.append("the window change plans something else than one PATCH per moved blueprint")
+    new_shift = zone_shift_minutes(new_window, DAY, tz, utc)
+    top, fair, outside = max_slice_ratio(bps[1:], new_window, new_shift)
+    print(f"after the window change: max {top} per 10 minutes (fair {fair:.2f}, ratio {top / fair:.2f}), "
+          f"{outside} outside the new window")
+    if outside or top > math.ceil(1.2 * fair) + 1:
+        failures.append("after the window change the crons are not inside the new window, spread")
     if bps[0]["cronConfig"] != "45 1 * * *":
         failures.append("the hand-set cron was changed")
     after = plan_schedule(bps, window=new_window, on=DAY, tz=tz, devlake_tz=utc)
