@@ -8,7 +8,8 @@ The fake runs in a child process (bench/fake_process.py). Prints wall time, API 
   2. a second run with nothing new (target: zero mutating calls; reads are the paged lists plus
      the four queue counts, since the deferred blueprints still have never collected),
   3. a run after a COLLECTION_WINDOW change (target: one PATCH per moved blueprint, nothing else),
-  4. a run after 100 repositories were added (reported: new blueprints can move a few existing slots),
+  4. a run after 100 repositories were added (target: no existing blueprint's cron moves, slots are
+     sticky, so about two writes per new repository),
 and the spread of the crons the first run wrote (max per minute and per 10 minutes, in UTC).
 Targets (issue #2): 5,000 repositories over 4 plugins at 20 ms per call: <= 3 calls
 per new repository plus batched scope PUTs, under 90 s; steady state: 0 mutating calls.
@@ -124,9 +125,11 @@ def main() -> int:
         second = measure(fake, settings, "second (nothing new)")
         moved_settings = replace(settings, collection_window=CollectionWindow.parse(NEW_WINDOW))
         third = measure(fake, moved_settings, f"window -> {NEW_WINDOW}")
-        moved = sum(a != b for a, b in zip(crons, fake("crons"), strict=True))
+        settled = fake("crons")
+        moved = sum(a != b for a, b in zip(crons, settled, strict=True))
         fake("add", count=ADDED)
         fourth = measure(fake, moved_settings, f"{ADDED} new repositories")
+        shifted = sum(a != b for a, b in zip(settled, fake("crons"), strict=False))  # existing ones only
     finally:
         fake.stop()
     for row in (first, second, third, fourth):
@@ -147,9 +150,9 @@ def main() -> int:
     patches = third["by_route"].get("PATCH /blueprints/{id}", 0)
     print(f"window change: {moved} blueprints moved, {third['mutating']} writes ({patches} PATCH)")
     print(f"{ADDED} new repositories: {fourth['mutating']} writes, {fourth['mutating'] / ADDED:.2f} per new "
-          f"repository (existing blueprints whose slot moves are re-patched, modules/schedule.py)")
+          f"repository, {shifted} existing blueprints' crons moved (slots are sticky, modules/schedule.py)")
     ok = (first["exit"] == 0 and second["exit"] == 0 and second["mutating"] == 0 and per_repo <= 3.1
-          and third["exit"] == 0 and third["mutating"] == patches == moved)
+          and third["exit"] == 0 and third["mutating"] == patches == moved and fourth["exit"] == 0 and shifted == 0)
     print("targets:", "met" if ok else "NOT met")
     return 0 if ok else 1
 
