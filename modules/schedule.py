@@ -149,8 +149,9 @@ def zone_shift_minutes(window: CollectionWindow, on: date, tz, devlake_tz) -> in
     """Minutes to add to a local (`tz`) time of day to get DevLake's (`devlake_tz`) time of day.
 
     Taken at the window's start on `on` (the run's local date): one shift for the whole window
-    keeps its spread intact. A fixed daily cron cannot follow daylight saving time, so in a DST
-    zone the crons move by an hour on the first run after each change (README).
+    keeps its spread intact. A fixed daily cron cannot follow daylight saving time: after a DST
+    change the crons sit an hour off in local time, and the first run moves those that fell out
+    of the window (plan_schedule keeps the rest; README).
     """
     start = _localize(datetime(on.year, on.month, on.day, window.start // 60, window.start % 60), tz)
     local_offset = start.utcoffset()
