@@ -130,10 +130,20 @@ def test_trigger_of_a_running_blueprint_is_unchanged(applier, requests_mock):
     assert applier.apply_one(TriggerBlueprint("jira/Board", 12)).outcome is Outcome.UNCHANGED
 
 
-def test_rerun_reconciled_by_reading_the_pipeline(applier, requests_mock):
+@pytest.mark.parametrize("status", ["TASK_CREATED", "TASK_RERUN", "TASK_RUNNING", "TASK_RESUME"])
+def test_rerun_reconciled_by_reading_the_pipeline(applier, requests_mock, status):
     requests_mock.post(f"{BASE}/pipelines/40/rerun", exc=requests.ConnectionError("reset"))
-    requests_mock.get(f"{BASE}/pipelines/40", json={"id": 40, "status": "TASK_RERUN"})
+    requests_mock.get(f"{BASE}/pipelines/40", json={"id": 40, "status": status})
     assert applier.apply_one(RerunPipeline("p", 40, 1)).outcome is Outcome.ADOPTED
+    assert len(sends(requests_mock, "POST", f"{BASE}/pipelines/40/rerun")) == 1
+
+
+def test_rerun_not_taken_is_sent_again(applier, requests_mock):
+    requests_mock.post(f"{BASE}/pipelines/40/rerun", [{"exc": requests.ConnectionError("reset")},
+                                                      {"json": {"id": 40, "status": "TASK_RERUN"}}])
+    requests_mock.get(f"{BASE}/pipelines/40", json={"id": 40, "status": "TASK_FAILED"})
+    assert applier.apply_one(RerunPipeline("p", 40, 1)).outcome is Outcome.CREATED
+    assert len(sends(requests_mock, "POST", f"{BASE}/pipelines/40/rerun")) == 2
 
 
 def test_phases_pass_ids_on_and_failures_skip_what_depends_on_them(applier, requests_mock):
