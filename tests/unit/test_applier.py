@@ -11,7 +11,6 @@ import threading
 import pytest
 import requests
 
-from modules.api import DevLakeClient
 from modules.applier import Applier
 from modules.changes import (
     CreateProject,
@@ -23,7 +22,7 @@ from modules.changes import (
     TriggerBlueprint,
 )
 from modules.scopes import Connection, ScopeRef
-from utils.http import make_session
+from tests.clients import mock_client
 
 BASE = "http://devlake.test"
 CONN = Connection("jira", 2, "jira")
@@ -34,7 +33,7 @@ MARK = "Managed by devlake-automation: jira connection 2 scope 7"
 
 @pytest.fixture
 def applier():
-    client = DevLakeClient(make_session(api_key=None, retries=0, backoff_seconds=0), BASE, timeout=5)
+    client = mock_client(BASE)
     return Applier(client, workers=1, attempts=3, backoff_seconds=0, sleep=lambda s: None)
 
 
@@ -162,6 +161,6 @@ def test_phases_pass_ids_on_and_failures_skip_what_depends_on_them(applier, requ
 def test_stop_skips_what_has_not_started(requests_mock):
     stop = threading.Event()
     stop.set()
-    client = DevLakeClient(make_session(api_key=None, retries=0, backoff_seconds=0), BASE)
+    client = mock_client(BASE)
     result = Applier(client, stop=stop, sleep=lambda s: None).apply_one(config_change())
     assert result.outcome is Outcome.SKIPPED and requests_mock.call_count == 0
