@@ -151,3 +151,21 @@ def test_daemon_logs_next_run_and_stops_on_sigterm(fake, tmp_path):
         assert health.returncode == 0
     finally:
         proc.kill()
+
+
+def test_doctor_reports_devlakes_listing_limits(tmp_path):
+    from config import load_settings
+    from modules.client import build_client
+    from modules.doctor import run_doctor
+
+    with FakeDevLake() as lake:
+        lake.add_connection("bitbucket", "bb")
+        lake.add_connection("circleci", "ci")
+        lake.add_connection("github", "gh")
+        settings = load_settings({"DEVLAKE_URL": lake.url, "STATE_DIR": str(tmp_path)})
+        code, checks = run_doctor(settings, build_client(settings))
+    report = "\n".join(c.render() for c in checks)
+    assert code == 0, report
+    assert "100 repositories per Bitbucket workspace" in report
+    assert "CircleCI projects the token's user follows" in report
+    assert "plugin github: note" not in report  # github lists everything
