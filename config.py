@@ -184,7 +184,7 @@ class _Reader:
     def number(self, name, default, kind, minimum, expected=None):
         def parse(v):
             n = kind(v)
-            if n < minimum:
+            if not minimum <= n < float("inf"):  # also rejects nan
                 raise ValueError
             return n
         what = expected or f"{'an integer' if kind is int else 'a number'} >= {minimum}"

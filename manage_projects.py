@@ -6,14 +6,28 @@ connection's scope config), creates one project and blueprint per scope, sets
 every managed blueprint's timeAfter to the previous Saturday, triggers new
 blueprints and reruns failed pipelines.
 
-Configuration comes from environment variables; see README.md (Configuration).
-Required: DEVLAKE_URL (http://host:8080, or the config-ui http://host:4000/api).
-Common:   DEVLAKE_API_KEY (sent as a Bearer token under /rest), TIMEZONE
-          (Asia/Ho_Chi_Minh), DAILY_RUN_TIME (18:00), PLUGINS (all eight),
-          PROJECT_NAME_TEMPLATE ({plugin}/{name}), PROJECT_METRICS (dora),
-          BLUEPRINT_CRON (keep DevLake's), TRIGGER_NEW_BLUEPRINTS (true),
-          MAX_RERUNS (1), RETRY_FAILED_AFTER_MINUTES (30), RETRY_FAILED_TIMES (3),
-          STATE_DIR (state), LOG_LEVEL (INFO), LOG_FORMAT (json).
+Environment (all problems are reported together; exit 2; README.md, Configuration):
+  DEVLAKE_URL                  required: http://devlake:8080 or the config-ui http://devlake-ui:4000/api
+  DEVLAKE_API_KEY              optional; sent as a Bearer token under /rest
+  TIMEZONE, DAILY_RUN_TIME     the daily run's time and zone; also timeAfter's (Asia/Ho_Chi_Minh, 18:00)
+  PLUGINS                      plugins to manage (all eight: github,gitlab,bitbucket,...)
+  PROJECT_NAME_TEMPLATE        a new project's name ({plugin}/{name})
+  PROJECT_METRICS              metrics enabled on new projects, or none (dora)
+  SCOPE_CONFIG_ENTITIES        entities of the managed scope configs (config-ui's per plugin)
+  DEPLOYMENT_PATTERN, PRODUCTION_PATTERN  their regexes, where the plugin has them
+  COLLECTION_WINDOW            HH:MM-HH:MM in TIMEZONE: each blueprint's daily start minute (22:00-06:00)
+  DEVLAKE_TIMEZONE             the zone DevLake evaluates crons in (UTC)
+  BLUEPRINT_CRON               one cron for every managed blueprint instead of the window (unset)
+  TRIGGER_NEW_BLUEPRINTS       start first collections (true)
+  MAX_PENDING_PIPELINES        start collections only while DevLake's queue is below this (10)
+  MAX_RERUNS                   reruns of a failed pipeline (1)
+  RETRY_FAILED_AFTER_MINUTES   retry a run's failed items this much later, same day (30)
+  RETRY_FAILED_TIMES           at most this often per day (3)
+  DEVLAKE_TIMEOUT_SECONDS, DEVLAKE_MAX_CONCURRENCY, DEVLAKE_HTTP_RETRIES,
+  DEVLAKE_RETRY_BACKOFF_SECONDS  requests: timeout (30), at once (8), retries (5), backoff (1)
+  STATE_DIR                    last-run file, rerun counts, heartbeat (state)
+  LOG_LEVEL, LOG_FORMAT        INFO; json or console
+The monitor's variables (blueprint_monitor.py --help) are checked too when set.
 
 Each run reads DevLake, plans the changes (--dry-run prints them) and applies
 them; failed items are retried the same day, RETRY_FAILED_AFTER_MINUTES later.

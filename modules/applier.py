@@ -43,11 +43,10 @@ from modules.changes import (
 from modules.collection import already_running
 from modules.connection import find_by_name
 from modules.projects import project_metrics
-from modules.queue import TriggerRequest, budget_for_triggers, read_pending, select_triggers
+from modules.queue import QUEUE_STATUSES, TriggerRequest, budget_for_triggers, read_pending, select_triggers
 from modules.scopes import Connection
 
 log = structlog.get_logger("automation")
-PENDING_STATUSES = ("TASK_CREATED", "TASK_RERUN", "TASK_RUNNING")
 
 
 class Rejected(DevLakeError):
@@ -252,7 +251,7 @@ class Applier:
     def _rerun(self, change: RerunPipeline) -> Result:
         def rerunning() -> dict | None:
             pipeline = self.api.get_pipeline(change.pipeline_id)
-            return pipeline if pipeline.get("status") in PENDING_STATUSES else None
+            return pipeline if pipeline.get("status") in QUEUE_STATUSES else None
 
         try:
             outcome, _ = self.post_reconciled(lambda: self.api.rerun_pipeline(change.pipeline_id), rerunning)

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 
 import schedule
@@ -112,9 +113,8 @@ class RetryingJob:
     RETRY_FAILED_TIMES times, and never past the next daily run.
     """
 
-    def __init__(self, job: Callable[[], int], settings: Settings, clock: Callable[[], datetime],
-                 next_daily: Callable[[], datetime | None]):
-        self.job, self.settings, self.clock, self.next_daily = job, settings, clock, next_daily
+    def __init__(self, job: Callable[[], int], settings: Settings, clock: Callable[[], datetime]):
+        self.job, self.settings, self.clock = job, settings, clock
         self.retries_done = 0
         self.retry_at: datetime | None = None
 
@@ -136,7 +136,11 @@ class RetryingJob:
 
     def _run(self) -> None:
         code = self.job()
-        self.retry_at = next_retry_at(code, self.retries_done, self.clock(), self.settings, self.next_daily())
+        finished = self.clock()
+        # Not the scheduler's next_run: while its job runs, the schedule library still holds
+        # the run in progress there (it reschedules after the job returns).
+        self.retry_at = next_retry_at(code, self.retries_done, finished, self.settings,
+                                      next_daily_run(finished, self.settings))
         if self.retry_at is not None:
             log.info("failed_items_retry_scheduled", next_retry=self.retry_at.isoformat(),
                      retry=self.retries_done + 1, of=self.settings.retry_failed_times)
@@ -154,18 +158,30 @@ def next_retry_at(code: int, retries_done: int, finished_at: datetime, settings:
     return at
 
 
+def next_daily_run(after: datetime, settings: Settings) -> datetime:
+    """The first DAILY_RUN_TIME in TIMEZONE strictly after `after`."""
+    tz = settings.timezone
+    at = dtime.fromisoformat(settings.daily_run_time)
+    day = after.astimezone(tz).date()
+    today = tz.localize(datetime.combine(day, at))
+    return today if today > after else tz.localize(datetime.combine(day + timedelta(days=1), at))
+
+
 def run_daemon(settings: Settings, job: Callable[[], int], stop: threading.Event,
                scheduler: schedule.Scheduler | None = None,
-               clock: Callable[[], datetime] | None = None) -> None:
+               clock: Callable[[], datetime] | None = None,
+               wait: Callable[[float], object] | None = None) -> None:
     """Run `job` daily at DAILY_RUN_TIME in TIMEZONE until `stop` is set; retry failed items the same day.
 
-    Waits on the event, not sleep(), so SIGTERM ends the wait at once. A
+    Waits on the event (`wait`, injectable with `clock` and `scheduler` for tests), not sleep(),
+    so SIGTERM ends the wait at once. A
     background thread touches the heartbeat file every 30 s, also while a long
     run is in progress, for the Docker HEALTHCHECK (`--healthcheck`).
     """
     scheduler = scheduler or schedule.Scheduler()
     now = clock or (lambda: datetime.now(settings.timezone))
-    runs = RetryingJob(job, settings, now, lambda: _next_run_time(scheduler, settings))
+    runs = RetryingJob(job, settings, now)
+    wait = wait or stop.wait
     scheduler.every().day.at(settings.daily_run_time, str(settings.timezone)).do(runs.daily)
     touch_heartbeat(settings.state_dir)
     beat = threading.Thread(target=_heartbeat_loop, args=(settings.state_dir, stop), daemon=True,
@@ -180,8 +196,9 @@ def run_daemon(settings: Settings, job: Callable[[], int], stop: threading.Event
             scheduler.run_pending()
             log.info("next_run_scheduled", next_run=_next_run(scheduler, settings))
             continue
-        waits = [60.0, max(0.0, scheduler.idle_seconds or 60.0), runs.seconds_until_retry() or 60.0]
-        stop.wait(timeout=min(waits))
+        until_retry = runs.seconds_until_retry()
+        waits = [60.0, max(0.0, scheduler.idle_seconds or 60.0), 60.0 if until_retry is None else until_retry]
+        wait(min(waits))
     log.info("daemon_stopped")
 
 

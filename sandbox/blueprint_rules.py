@@ -92,7 +92,7 @@ def _connection(conn) -> dict:
 
 
 def validate_blueprint(state, bp: dict, *, bp_id: int | None) -> None:
-    """validateBlueprintAndMakePlan (services/blueprint.go); every failure answers 400."""
+    """validateBlueprintAndMakePlan (backend/server/services/blueprint.go); every failure answers 400."""
     if not bp["name"]:
         raise ApiError(400, "Key: 'Blueprint.Name' Error:Field validation for 'Name' failed on the 'required' tag")
     if bp["mode"] not in ("NORMAL", "ADVANCED"):

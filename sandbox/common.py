@@ -82,7 +82,7 @@ def go_add_months(dt: datetime, months: int) -> datetime:
 
 
 def six_months_ago_midnight(now: datetime) -> datetime:
-    """The default blueprint timeAfter: local midnight six months ago (§7, services/project.go)."""
+    """The default blueprint timeAfter: local midnight six months ago (§7, backend/server/services/project.go)."""
     local = go_add_months(now, -6)
     return to_utc(local.replace(hour=0, minute=0, second=0, microsecond=0))
 
@@ -115,9 +115,10 @@ def parse_rfc3339(text) -> datetime:
     return _build(match)
 
 
-# (matcher, layout) pairs in the order of DateTimeFormats in iso8601time.go: the first matcher
-# that hits picks the layout, and failing that layout is an error (§1.5). Go accepts a fraction
-# after the seconds even when the layout has none, except where the layout fixes its digit count
+# (matcher, layout) pairs in the order of DateTimeFormats in
+# backend/core/models/common/iso8601time.go: the first matcher that hits picks the layout, and
+# failing that layout is an error (§1.5). Go accepts a fraction after the seconds even when the
+# layout has none, except where the layout fixes its digit count
 # (hence a 9-digit fraction with a numeric offset fails).
 _MAP_FORMATS = [(re.compile(m), re.compile(f)) for m, f in [
     (r"[+-]\d{4}$", rf"^{_D}T{_T}(?P<frac>\.\d+)?(?P<off>[+-]\d{{4}})$"),
@@ -217,7 +218,7 @@ def _field_values(field: str, low: int, high: int, names: dict) -> set[int]:
 def cron_matches(expr: str, at: datetime) -> bool:
     """Does robfig/cron fire `expr` in the minute `at` (read in UTC, as DevLake's scheduler does,
     backend/server/services/init.go)? Day of month and day of week: if either is `*`, both must
-    match; if both are restricted, either may (robfig/cron spec.go `dayMatches`). `@every` and
+    match; if both are restricted, either may (the cron library's `dayMatches`). `@every` and
     `TZ=` specs are not simulated (False)."""
     spec = _DESCRIPTOR_SPECS.get(expr.strip(), expr.strip())
     fields = spec.split()

@@ -1,7 +1,7 @@
 """DevLake's pipeline notification sender (NOTIFICATION_ENDPOINT / NOTIFICATION_SECRET).
 
-Follows backend/server/services/pipeline_notification_impl.go, pipeline.go and
-pipeline_runner.go of apache/incubator-devlake:
+Follows backend/server/services/pipeline_notification_impl.go, backend/server/services/pipeline.go
+and backend/server/services/pipeline_runner.go:
 
 * `NotifyExternal(pipelineId)` runs when a pipeline is created (CreateDbPipeline),
   when the runner starts it (TASK_RUNNING) and when it ends (any final status).

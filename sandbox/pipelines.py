@@ -46,7 +46,7 @@ class PipelineStore:
                time_after: datetime | None = None, skip_on_fail: bool = False, priority: int = 0,
                skip_collectors: bool = False, full_sync: bool = False, status: str = "TASK_CREATED",
                created_at: datetime | None = None, check_pending: bool = True) -> dict:
-        """CreateDbPipeline (pipeline_helper.go): pending check, then one task per plan cell."""
+        """CreateDbPipeline (backend/server/services/pipeline_helper.go): pending check, then one task per plan cell."""
         if check_pending and blueprint_id and self.has_pending(blueprint_id):
             raise ApiError(400, "there are pending pipelines of current blueprint already")
         cells = [(r, c, t) for r, stage in enumerate(plan or [], 1) for c, t in enumerate(stage or [], 1)]
@@ -67,7 +67,7 @@ class PipelineStore:
         if status in QUEUED_STATUSES:
             self.queued_at[pipeline["id"]] = time.monotonic()
         self.track(pipeline)
-        self._state.pipeline_changed(pipeline)  # CreateDbPipeline notifies (pipeline_helper.go)
+        self._state.pipeline_changed(pipeline)  # CreateDbPipeline notifies (backend/server/services/pipeline_helper.go)
         return pipeline
 
     def _new_task(self, pipeline: dict, row: int, col: int, spec: dict, status: str) -> dict:

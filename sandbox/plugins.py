@@ -203,7 +203,8 @@ def default_scope_id(plugin: str, full_name: str, seq: int, external: bool):
     if plugin in ("bitbucket", "jenkins"):
         return full_name
     if plugin == "azuredevops_go":
-        # external repos get "<serviceConnectionId>-<externalId>" (remote_helper.go), no slash
+        # external repos get "<serviceConnectionId>-<externalId>", no slash
+        # (backend/plugins/azuredevops_go/api/remote_helper.go)
         return f"{_uuid('svc/' + full_name)}-{_num(full_name)}" if external else _uuid("ado/" + full_name)
     if plugin == "circleci":
         return _uuid("circleci/" + full_name)

@@ -31,8 +31,3 @@ def format_devlake_time(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("format_devlake_time needs an aware datetime")
     return moment.replace(microsecond=0).isoformat()
-
-
-def to_local(moment: datetime, tz) -> datetime:
-    """The same instant in `tz` (a pytz or zoneinfo zone)."""
-    return moment.astimezone(tz)

@@ -112,6 +112,24 @@ def test_help_explains_modes_and_variables():
         assert word in proc.stdout
 
 
+# Read by config.py for blueprint_monitor.py only; --help refers to the monitor's --help for them.
+MONITOR_ONLY = {"POLL_INTERVAL_SECONDS", "METRICS_ADDR", "METRICS_PORT", "FAILURE_SERIES_RETENTION_DAYS",
+                "MONITOR_LOOKBACK_HOURS", "NOTIFICATION_SECRET", "STUCK_AFTER_MINUTES", "STALE_AFTER_HOURS",
+                "STATUS_REFRESH_SECONDS", "DEVLAKE_UI_URL", "WEB_CONFIG_FILE", "CONNECTION_CHECK_INTERVAL_SECONDS"}
+
+
+def test_help_names_every_variable_the_automation_reads(capsys):
+    import re
+
+    import manage_projects
+    read = set(re.findall(r'\(\s*"([A-Z][A-Z_]+)"', (ROOT / "config.py").read_text(encoding="utf-8")))
+    assert {"DEVLAKE_URL", "COLLECTION_WINDOW", "MAX_PENDING_PIPELINES", "WEB_CONFIG_FILE"} <= read
+    with pytest.raises(SystemExit):
+        manage_projects.main(["--help"], {})
+    text = capsys.readouterr().out
+    assert sorted(name for name in read - MONITOR_ONLY if name not in text) == []
+
+
 def test_daemon_logs_next_run_and_stops_on_sigterm(fake, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEVLAKE_")}
     env.update(env_for(fake, tmp_path, DAILY_RUN_TIME="03:00"))
@@ -133,3 +151,21 @@ def test_daemon_logs_next_run_and_stops_on_sigterm(fake, tmp_path):
         assert health.returncode == 0
     finally:
         proc.kill()
+
+
+def test_doctor_reports_devlakes_listing_limits(tmp_path):
+    from config import load_settings
+    from modules.client import build_client
+    from modules.doctor import run_doctor
+
+    with FakeDevLake() as lake:
+        lake.add_connection("bitbucket", "bb")
+        lake.add_connection("circleci", "ci")
+        lake.add_connection("github", "gh")
+        settings = load_settings({"DEVLAKE_URL": lake.url, "STATE_DIR": str(tmp_path)})
+        code, checks = run_doctor(settings, build_client(settings))
+    report = "\n".join(c.render() for c in checks)
+    assert code == 0, report
+    assert "100 repositories per Bitbucket workspace" in report
+    assert "CircleCI projects the token's user follows" in report
+    assert "plugin github: note" not in report  # github lists everything

@@ -1,4 +1,4 @@
-"""The fake's notification sender behaves like DevLake's (pipeline_notification_impl.go)."""
+"""The fake's notification sender behaves like DevLake's (backend/server/services/pipeline_notification_impl.go)."""
 from __future__ import annotations
 
 import hashlib

@@ -11,7 +11,6 @@ import threading
 import pytest
 import requests
 
-from modules.api import DevLakeClient
 from modules.applier import Applier
 from modules.changes import (
     CreateProject,
@@ -23,7 +22,7 @@ from modules.changes import (
     TriggerBlueprint,
 )
 from modules.scopes import Connection, ScopeRef
-from utils.http import make_session
+from tests.clients import mock_client
 
 BASE = "http://devlake.test"
 CONN = Connection("jira", 2, "jira")
@@ -34,7 +33,7 @@ MARK = "Managed by devlake-automation: jira connection 2 scope 7"
 
 @pytest.fixture
 def applier():
-    client = DevLakeClient(make_session(api_key=None, retries=0, backoff_seconds=0), BASE, timeout=5)
+    client = mock_client(BASE)
     return Applier(client, workers=1, attempts=3, backoff_seconds=0, sleep=lambda s: None)
 
 
@@ -130,10 +129,20 @@ def test_trigger_of_a_running_blueprint_is_unchanged(applier, requests_mock):
     assert applier.apply_one(TriggerBlueprint("jira/Board", 12)).outcome is Outcome.UNCHANGED
 
 
-def test_rerun_reconciled_by_reading_the_pipeline(applier, requests_mock):
+@pytest.mark.parametrize("status", ["TASK_CREATED", "TASK_RERUN", "TASK_RUNNING", "TASK_RESUME"])
+def test_rerun_reconciled_by_reading_the_pipeline(applier, requests_mock, status):
     requests_mock.post(f"{BASE}/pipelines/40/rerun", exc=requests.ConnectionError("reset"))
-    requests_mock.get(f"{BASE}/pipelines/40", json={"id": 40, "status": "TASK_RERUN"})
+    requests_mock.get(f"{BASE}/pipelines/40", json={"id": 40, "status": status})
     assert applier.apply_one(RerunPipeline("p", 40, 1)).outcome is Outcome.ADOPTED
+    assert len(sends(requests_mock, "POST", f"{BASE}/pipelines/40/rerun")) == 1
+
+
+def test_rerun_not_taken_is_sent_again(applier, requests_mock):
+    requests_mock.post(f"{BASE}/pipelines/40/rerun", [{"exc": requests.ConnectionError("reset")},
+                                                      {"json": {"id": 40, "status": "TASK_RERUN"}}])
+    requests_mock.get(f"{BASE}/pipelines/40", json={"id": 40, "status": "TASK_FAILED"})
+    assert applier.apply_one(RerunPipeline("p", 40, 1)).outcome is Outcome.CREATED
+    assert len(sends(requests_mock, "POST", f"{BASE}/pipelines/40/rerun")) == 2
 
 
 def test_phases_pass_ids_on_and_failures_skip_what_depends_on_them(applier, requests_mock):
@@ -152,6 +161,6 @@ def test_phases_pass_ids_on_and_failures_skip_what_depends_on_them(applier, requ
 def test_stop_skips_what_has_not_started(requests_mock):
     stop = threading.Event()
     stop.set()
-    client = DevLakeClient(make_session(api_key=None, retries=0, backoff_seconds=0), BASE)
+    client = mock_client(BASE)
     result = Applier(client, stop=stop, sleep=lambda s: None).apply_one(config_change())
     assert result.outcome is Outcome.SKIPPED and requests_mock.call_count == 0

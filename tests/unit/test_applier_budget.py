@@ -6,20 +6,19 @@ import re
 
 import pytest
 
-from modules.api import DevLakeClient
 from modules.applier import Applier
 from modules.changes import CreateProject, Outcome, Plan, RerunPipeline, TriggerBlueprint
 from modules.orchestrator import RunReport
 from modules.queue import QUEUE_STATUSES
 from modules.scopes import Connection, ScopeRef
-from utils.http import make_session
+from tests.clients import mock_client
 
 BASE = "http://devlake.test"
 SCOPE = ScopeRef(Connection("jira", 2, "jira"), "7", "Board", "Board")
 
 
 def budgeted(max_pending):
-    client = DevLakeClient(make_session(api_key=None, retries=0, backoff_seconds=0), BASE, timeout=5)
+    client = mock_client(BASE)
     return Applier(client, workers=4, attempts=3, backoff_seconds=0, sleep=lambda s: None, max_pending=max_pending)
 
 

@@ -45,6 +45,19 @@ def test_every_problem_is_reported_at_once():
     assert len(info.value.problems) == 10
 
 
+def test_numbers_must_be_finite():
+    # float() accepts "nan" and "inf": a retry "nan minutes" later, or an endless timeout, is no setting
+    with pytest.raises(ConfigError) as info:
+        load_settings({"DEVLAKE_URL": "http://d:8080", "RETRY_FAILED_AFTER_MINUTES": "nan",
+                       "DEVLAKE_TIMEOUT_SECONDS": "inf", "DEVLAKE_RETRY_BACKOFF_SECONDS": "-inf",
+                       "RETRY_FAILED_TIMES": "2"})
+    assert len(info.value.problems) == 3
+    for name in ("RETRY_FAILED_AFTER_MINUTES", "DEVLAKE_TIMEOUT_SECONDS", "DEVLAKE_RETRY_BACKOFF_SECONDS"):
+        assert name in info.value.render()
+    assert load_settings({"DEVLAKE_URL": "http://d", "RETRY_FAILED_AFTER_MINUTES": "0.5"}
+                         ).retry_failed_after_minutes == 0.5
+
+
 def test_api_key_is_not_in_repr_or_redacted_view():
     s = load_settings({"DEVLAKE_URL": "http://d:8080", "DEVLAKE_API_KEY": "supersecretkey",
                        "NOTIFICATION_SECRET": "othersecret"})

@@ -11,9 +11,8 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from config import load_settings
-from modules.api import DevLakeClient
+from modules.client import build_client
 from modules.monitoring.monitor import Monitor
-from utils.http import make_session
 
 BASE = "http://devlake.test"
 from tests.clock import Clock  # noqa: E402
@@ -90,8 +89,7 @@ class MiniDevLake:
 def make_monitor(tmp_path, clock, registry=None, **env) -> Monitor:
     settings = load_settings({"DEVLAKE_URL": BASE, "STATE_DIR": str(tmp_path), "DEVLAKE_HTTP_RETRIES": "0",
                               "DEVLAKE_RETRY_BACKOFF_SECONDS": "0", **env})
-    client = DevLakeClient(make_session(api_key=None, retries=0, backoff_seconds=0), BASE, timeout=5)
-    return Monitor(client, settings, registry or CollectorRegistry(), clock=clock)
+    return Monitor(build_client(settings), settings, registry or CollectorRegistry(), clock=clock)
 
 
 def paths(mock) -> list[str]:

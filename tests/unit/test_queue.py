@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from modules.api import DevLakeClient, DevLakeError
+from modules.api import DevLakeError
 from modules.queue import (
     QUEUE_STATUSES,
     TriggerRequest,
@@ -12,14 +12,14 @@ from modules.queue import (
     read_pending,
     select_triggers,
 )
-from utils.http import make_session
+from tests.clients import mock_client
 
 BASE = "http://devlake.test"
 
 
 @pytest.fixture
 def client():
-    return DevLakeClient(make_session(api_key=None, retries=0, backoff_seconds=0), BASE, timeout=5)
+    return mock_client(BASE)
 
 
 def test_read_pending_counts_each_status_with_one_tiny_page(client, requests_mock):

@@ -1,7 +1,7 @@
 import json
 import os
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from modules.changes import Outcome, Plan, Result, TriggerBlueprint
 from modules.orchestrator import RunReport
@@ -58,7 +58,7 @@ def test_failed_items_are_retried_the_same_day_a_bounded_number_of_times():
         calls.append(clock[0])
         return codes.pop(0)
 
-    runs = RetryingJob(job, settings, lambda: clock[0], lambda: clock[0] + timedelta(hours=23))
+    runs = RetryingJob(job, settings, lambda: clock[0])
     runs.daily()
     assert runs.retry_at == clock[0] + timedelta(seconds=30) and runs.seconds_until_retry() == 30
     assert not runs.retry_if_due()                   # not yet
@@ -113,3 +113,87 @@ def test_deferred_triggers_reach_the_last_run_file_and_the_monitors_gauge(tmp_pa
                                                      automation=read_automation(tmp_path / LAST_RUN))))
     assert registry.get_sample_value("devlake_automation_last_run_items", {"outcome": "deferred"}) == 0
 
+
+
+class DailyScheduler:
+    """What run_daemon uses of schedule.Scheduler, on an injected clock. Like the library, it
+    reschedules a job only after the job has returned."""
+
+    def __init__(self, clock, first_run):
+        self.clock, self.next_run, self.job = clock, first_run, None
+
+    def every(self):
+        return self
+
+    @property
+    def day(self):
+        return self
+
+    def at(self, _time, _tz=None):
+        return self
+
+    def do(self, job):
+        self.job = job
+        return self
+
+    @property
+    def idle_seconds(self):
+        return (self.next_run - self.clock()).total_seconds()
+
+    def run_pending(self):
+        if self.clock() >= self.next_run:
+            self.job()
+            self.next_run += timedelta(days=1)
+
+
+def test_the_daemon_loop_retries_a_failed_daily_run_the_same_day(tmp_path):
+    import threading
+
+    import pytz
+    from structlog.testing import capture_logs
+
+    from config import load_settings
+    from modules.runner import run_daemon
+    from tests.clock import Clock
+
+    vn = pytz.timezone("Asia/Ho_Chi_Minh")
+    settings = load_settings({"DEVLAKE_URL": "http://d", "STATE_DIR": str(tmp_path),
+                              "RETRY_FAILED_AFTER_MINUTES": "30", "RETRY_FAILED_TIMES": "2"})
+    clock = Clock(vn.localize(datetime(2026, 11, 25, 17, 58)))
+    stop = threading.Event()
+    codes, runs = [1, 1, 1, 0], []
+
+    def job():
+        runs.append(clock().astimezone(vn).strftime("%d %H:%M:%S"))
+        code = codes.pop(0)
+        if not codes:
+            stop.set()
+        return code
+
+    def wait(seconds):  # the loop's only way to let time pass
+        clock.advance(seconds=seconds)
+        return stop.is_set()
+
+    scheduler = DailyScheduler(clock, vn.localize(datetime(2026, 11, 25, 18, 0)))
+    with capture_logs() as logs:
+        run_daemon(settings, job, stop, scheduler=scheduler, clock=clock, wait=wait)
+    # the daily run, two same-day retries (RETRY_FAILED_TIMES=2), then the next day's run
+    assert runs == ["25 18:00:00", "25 18:30:00", "25 19:00:00", "26 18:00:00"]
+    scheduled = [e for e in logs if e["event"] == "failed_items_retry_scheduled"]
+    assert [e["next_retry"] for e in scheduled] == ["2026-11-25T18:30:00+07:00", "2026-11-25T19:00:00+07:00"]
+    assert [e["retry"] for e in logs if e["event"] == "failed_items_retry_started"] == [1, 2]
+
+
+def test_next_daily_run_is_strictly_after():
+    import pytz
+
+    from config import load_settings
+    from modules.runner import next_daily_run
+
+    vn = pytz.timezone("Asia/Ho_Chi_Minh")
+    settings = load_settings({"DEVLAKE_URL": "http://d"})
+    at_six = vn.localize(datetime(2026, 11, 25, 18, 0))
+    assert next_daily_run(at_six, settings) == vn.localize(datetime(2026, 11, 26, 18, 0))
+    assert next_daily_run(at_six.replace(hour=17), settings) == at_six
+    assert next_daily_run(datetime(2026, 11, 25, 12, 0, tzinfo=UTC), settings) == vn.localize(
+        datetime(2026, 11, 26, 18, 0))

@@ -1,15 +1,14 @@
 import pytest
 
-from modules.api import DevLakeClient
 from modules.scopes import Connection, attach_row, new_scope_row, scope_ref, walk_remote_scopes
-from utils.http import make_session
+from tests.clients import mock_client
 
 BASE = "http://devlake.test"
 
 
 @pytest.fixture
 def client():
-    return DevLakeClient(make_session(api_key=None, retries=0, backoff_seconds=0), BASE)
+    return mock_client(BASE)
 
 
 def _children(*entries, token=""):
