@@ -34,7 +34,7 @@ Endpoints:
 With basic auth every path needs credentials except /healthz, /livez and /notifications.
 
 Exit codes: 0 ok (or stopped by SIGTERM/SIGINT); 1 --once poll failed, or --healthcheck unhealthy;
-2 configuration error.
+2 configuration error, or --once with credentials rejected (401/403: the message says what to do).
 """
 from __future__ import annotations
 
@@ -103,6 +103,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             monitor.connections.check_once()  # one check too, so --once shows every family
         sys.stdout.write(monitor.exposition().decode("utf-8"))
         sys.stdout.flush()
+        if monitor.last_hint:  # credentials rejected: nothing will work until the operator acts
+            print(f"DevLake rejected the monitor's requests: {monitor.last_hint}", file=sys.stderr)
+            return ExitCode.UNUSABLE
         return ExitCode.OK if ok else ExitCode.PARTIAL
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before serving, so an early SIGTERM is graceful too

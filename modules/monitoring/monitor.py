@@ -19,6 +19,7 @@ from prometheus_client.exposition import generate_latest
 
 from config import Settings
 from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeUnavailable
+from modules.client import unusable_hint
 from modules.monitoring import explain
 from modules.monitoring.backlog import Backlog
 from modules.monitoring.connections import ConnectionChecker
@@ -65,6 +66,7 @@ class Monitor:
         self.last_success: float | None = None
         self.last_progress = clock().timestamp()  # a poll last started or ended (or the monitor started)
         self.last_error: str | None = None
+        self.last_hint: str | None = None  # what the operator should do about an auth failure
         self._last_refresh: float | None = None
         self._generation = 0
         self._cache: tuple[int, bytes, bytes | None] = (-1, b"", None)
@@ -89,7 +91,7 @@ class Monitor:
         self.metrics.last_success.set(now)
         self.metrics.duration.observe(duration)
         self.metrics.calls.set(calls)
-        self.last_success, self.last_error = now, None
+        self.last_success, self.last_error, self.last_hint = now, None, None
         # The first poll's failures are history read back (MONITOR_LOOKBACK_HOURS), not detections.
         self._counted(summary.failures, "poll", self.clock().timestamp(), observe_latency=not first_poll)
         self._log_completed(summary, duration, calls)
@@ -201,12 +203,14 @@ class Monitor:
         self.metrics.duration.observe(duration)
         self.metrics.calls.set(calls)
         self.last_error = reason
+        self.last_hint = unusable_hint(exc, self.settings) if isinstance(exc, DevLakeAuthError) else None
         self.last_progress = self.clock().timestamp()
         if reason == "internal":
             log.exception("poll_failed", reason=reason, error=str(exc), calls=calls)
         else:
             log.error("poll_failed", reason=reason, error=str(exc), status=getattr(exc, "status", None),
-                      calls=calls, duration_seconds=round(duration, 3))
+                      calls=calls, duration_seconds=round(duration, 3), **({"hint": self.last_hint}
+                                                                         if self.last_hint else {}))
         self.changed()
 
     def _log_completed(self, summary: Summary, duration: float, calls: int) -> None:

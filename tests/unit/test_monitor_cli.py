@@ -52,3 +52,18 @@ def test_once_with_devlake_down_exits_1_and_still_prints_metrics(monkeypatch, ca
     assert SECRET not in captured.out + captured.err
     assert requests_mock.last_request.headers["Authorization"] == f"Bearer {SECRET}"
     assert requests_mock.last_request.path.startswith("/rest/")
+
+
+def test_once_against_devlake_with_auth_on_and_no_key_exits_2_saying_what_to_do(monkeypatch, capsys, tmp_path,
+                                                                                 requests_mock):
+    monkeypatch.setenv("DEVLAKE_URL", "http://devlake.test:8080")
+    monkeypatch.setenv("STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("CONNECTION_CHECK_INTERVAL_SECONDS", "0")
+    requests_mock.get(re.compile(r"http://devlake\.test:8080/.*"), status_code=401,
+                      json={"success": False, "message": "Unauthorized"})
+    assert blueprint_monitor.main(["--once"]) == 2
+    captured = capsys.readouterr()
+    assert "devlake_up 0.0" in captured.out
+    assert "create an API key in DevLake's UI" in captured.err and "DEVLAKE_API_KEY" in captured.err
+    assert '"hint": "DevLake requires authentication' in captured.err
+    assert "Traceback" not in captured.err
