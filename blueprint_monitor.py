@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(exc.render(), file=sys.stderr)
         return ExitCode.UNUSABLE
     configure_logging(settings.log_level, settings.log_format, settings.timezone,
-                      secrets=[settings.api_key, settings.notification_secret])
+                      secrets=settings.secrets)
     structlog.get_logger("monitor").info("monitor_started", once=args.once, config=settings.redacted())
     monitor = build_monitor(settings, CollectorRegistry())
     if args.once:
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         sys.stdout.write(monitor.exposition().decode("utf-8"))
         sys.stdout.flush()
         if monitor.last_hint:  # credentials rejected: nothing will work until the operator acts
-            print(f"DevLake rejected the monitor's requests: {monitor.last_hint}", file=sys.stderr)
+            print(f"credentials rejected (401/403): {monitor.last_hint}", file=sys.stderr)
             return ExitCode.UNUSABLE
         return ExitCode.OK if ok else ExitCode.PARTIAL
     stop = threading.Event()

@@ -141,6 +141,13 @@ class Settings:
             return self.devlake_url + "/rest"
         return self.devlake_url
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value, for the log redactor: the API key, the notification secret and
+        the password of DEVLAKE_URL's user info (config-ui behind basic auth)."""
+        password = urlsplit(self.devlake_url).password if self.devlake_url else None
+        return tuple(s for s in (self.api_key, self.notification_secret, password) if s)
+
     def redacted(self) -> dict:
         """The effective configuration for the startup log line, secrets masked."""
         out = {}
@@ -211,11 +218,21 @@ def _parse_url(name: str, value: str | None, problems: list[str]) -> str:
         return ""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        problems.append(f"{name}={value!r} is not valid: expected an http:// or https:// URL")
+        problems.append(f"{name}={_shown(value)!r} is not valid: expected an http:// or https:// URL")
         return ""
     if parts.query or parts.fragment:
-        problems.append(f"{name}={value!r} is not valid: it must not have a query or fragment")
+        problems.append(f"{name}={_shown(value)!r} is not valid: it must not have a query or fragment")
     return value.rstrip("/")
+
+
+def _shown(url: str) -> str:
+    """A URL as an error message may show it: no password, no query or fragment (tokens hide there)."""
+    try:
+        parts = urlsplit(without_password(url))
+    except ValueError:
+        return "<unparsable URL>"
+    hidden = "?…" if parts.query or parts.fragment else ""
+    return parts._replace(query="", fragment="").geturl() + hidden
 
 
 def without_password(url: str) -> str:
@@ -236,7 +253,10 @@ def _parse_optional_url(name: str, value: str | None, problems: list[str]) -> st
         return None
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        problems.append(f"{name}={value!r} is not valid: expected an http:// or https:// URL without query")
+        problems.append(f"{name}={_shown(value)!r} is not valid: expected an http:// or https:// URL without query")
+        return None
+    if parts.password is not None:  # it becomes a link on the status page, for every viewer to read
+        problems.append(f"{name}={_shown(value)!r} is not valid: it must not contain a password")
         return None
     return value.rstrip("/")
 

@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return ExitCode.UNUSABLE
     if args.healthcheck:
         return ExitCode.OK if heartbeat_fresh(settings.state_dir) else ExitCode.PARTIAL
-    configure_logging(settings.log_level, settings.log_format, settings.timezone, [settings.api_key])
+    configure_logging(settings.log_level, settings.log_format, settings.timezone, settings.secrets)
     log.info("automation_started", mode=_mode(args), config=settings.redacted())
     if args.doctor:
         code, checks = run_doctor(settings, build_client(settings))

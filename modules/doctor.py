@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from config import Settings
+from config import Settings, without_password
 from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeNotFound, enc
 from modules.client import unusable_hint
 
@@ -29,7 +29,8 @@ def run_doctor(settings: Settings, client: DevLakeClient) -> tuple[int, list[Che
     checks: list[Check] = []
     try:
         version = client.version()
-        checks.append(Check(True, f"DevLake reachable at {settings.api_base_url} (version {version})"))
+        where = without_password(settings.api_base_url)
+        checks.append(Check(True, f"DevLake reachable at {where} (version {version})"))
         plugins = set(client.list_plugins())
         auth = "with API key (/rest)" if settings.api_key else "without API key"
         checks.append(Check(True, f"credentials accepted {auth}"))
@@ -37,7 +38,7 @@ def run_doctor(settings: Settings, client: DevLakeClient) -> tuple[int, list[Che
         checks.append(Check(False, f"credentials rejected: {exc.message} — {unusable_hint(exc, settings)}"))
         return 2, checks
     except DevLakeError as exc:
-        checks.append(Check(False, f"DevLake not usable at {settings.api_base_url}: {exc}"))
+        checks.append(Check(False, f"DevLake not usable at {without_password(settings.api_base_url)}: {exc}"))
         return 2, checks
     for plugin in settings.plugins:
         if plugin not in plugins:

@@ -12,7 +12,7 @@ from pathlib import Path
 import schedule
 import structlog
 
-from config import Settings
+from config import Settings, without_password
 from modules.api import DevLakeClient, DevLakeError
 from modules.changes import Outcome
 from modules.client import ExitCode, unusable_hint
@@ -32,7 +32,7 @@ def run_once(settings: Settings, client: DevLakeClient, now: datetime, *, dry_ru
              monotonic: Callable[[], float] = time.monotonic) -> tuple[int, RunReport]:
     """One full cycle; returns (exit code, report). 2 when DevLake is unusable before any work."""
     started = monotonic()
-    log.info("run_started", devlake_url=settings.devlake_url, dry_run=dry_run,
+    log.info("run_started", devlake_url=without_password(settings.devlake_url), dry_run=dry_run,
              time_after_target=time_after_target(settings, now))
     try:
         installed = client.list_plugins()  # reachability and credentials, before any work

@@ -53,11 +53,12 @@ INTERESTING = ("devlake_blueprint_failure_total", "devlake_up ", "devlake_projec
 
 
 def main() -> int:
-    state = tempfile.mkdtemp(prefix="devlake-demo-state-")
-    with FakeDevLake() as fake:
+    with FakeDevLake() as fake, tempfile.TemporaryDirectory(prefix="devlake-demo-state-") as state:
         load_sample_data(fake)
+        # The sandbox runs every queued pipeline at once, so the demo lifts the queue budget
+        # (MAX_PENDING_PIPELINES, default 10) to start all first collections in one run.
         env = dict(os.environ, DEVLAKE_URL=fake.url, STATE_DIR=state, LOG_FORMAT="json",
-                   DEVLAKE_RETRY_BACKOFF_SECONDS="0", POLL_INTERVAL_SECONDS="300")
+                   DEVLAKE_RETRY_BACKOFF_SECONDS="0", POLL_INTERVAL_SECONDS="300", MAX_PENDING_PIPELINES="50")
         env.pop("DEVLAKE_API_KEY", None)
         print(f"DevLake sandbox at {fake.url}; state in {state}")
         banner("1. manage_projects.py --once --dry-run: what would change")
@@ -78,7 +79,7 @@ def main() -> int:
             banner("5. blueprint_monitor.py --once: failures as Prometheus metrics")
             run(["blueprint_monitor.py", "--once"], env, show_stdout=60, keep=lambda line: line.startswith(INTERESTING))
             print("  (the full exposition also has per-project runs, last success/failure, status, backlog and health)")
-    print("\nDone. Next: point DEVLAKE_URL at your DevLake, then `python manage_projects.py --doctor`.")
+    print("\nDone. Next: point DEVLAKE_URL at your DevLake, then `.venv/bin/python manage_projects.py --doctor`.")
     print("To see the monitor's status page (which projects are not collecting, and why): `make demo-monitor`.")
     return 0
 

@@ -67,8 +67,7 @@ def main() -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    state_dir = tempfile.mkdtemp(prefix="devlake-demo-monitor-")
-    with FakeDevLake() as fake:
+    with FakeDevLake() as fake, tempfile.TemporaryDirectory(prefix="devlake-demo-monitor-") as state_dir:
         print(f"DevLake sandbox at {fake.url}; state in {state_dir}", flush=True)
         env = sandbox_env(fake, state_dir, POLL_INTERVAL_SECONDS="10", METRICS_ADDR="127.0.0.1", METRICS_PORT="0",
                           LOG_LEVEL="WARNING")

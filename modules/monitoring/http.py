@@ -171,7 +171,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self):  # noqa: N802 (http.server naming). Uptime checkers often probe with HEAD.
+        self.do_GET()
 
     def log_message(self, fmt, *args):  # access logs at debug, through structlog; never the signature
         log.debug("http_request", client=self.client_address[0], request=SIGN.sub(r"\1***", fmt % args))

@@ -288,6 +288,9 @@ def test_healthz_and_gzip_over_http(monitor_fake, monitor_clock, world, monitor_
     assert response.status_code == 503 and response.json()["reason"] == "no successful poll yet"
     monitor.poll_once()
     assert requests.get(f"{url}/healthz", timeout=5).json()["status"] == "ok"
+    head = requests.head(f"{url}/", timeout=5)  # uptime checkers probe with HEAD
+    assert head.status_code == 200 and int(head.headers["Content-Length"]) > 0 and head.content == b""
+    assert requests.get(f"{url}/healthz", timeout=5).status_code == 200  # the connection still works
     raw = requests.get(f"{url}/metrics", headers={"Accept-Encoding": "gzip"}, timeout=5, stream=True).raw.read()
     assert b"devlake_up 1.0" in gzip.decompress(raw)
     monitor_fake.reset_log()

@@ -158,3 +158,16 @@ def test_connection_checks_and_stale_age():
         load_settings({"DEVLAKE_URL": "http://d:8080", "CONNECTION_CHECK_INTERVAL_SECONDS": "-1",
                        "STALE_AFTER_HOURS": "soon"})
     assert "CONNECTION_CHECK_INTERVAL_SECONDS" in str(err.value) and "STALE_AFTER_HOURS" in str(err.value)
+
+
+def test_url_passwords_never_reach_messages_and_are_secrets():
+    with pytest.raises(ConfigError) as info:
+        load_settings({"DEVLAKE_URL": "http://admin:ghp_URLPASS999@devlake:8080/?token=glpat-abc",
+                       "DEVLAKE_UI_URL": "http://viewer:hunter2@devlake-ui:4000"})
+    text = info.value.render()
+    assert "ghp_URLPASS999" not in text and "glpat-abc" not in text and "hunter2" not in text
+    assert "DEVLAKE_URL='http://admin:***@devlake:8080/?…'" in text and "must not contain a password" in text
+    s = load_settings({"DEVLAKE_URL": "http://admin:s3cret@devlake-ui:4000/api", "DEVLAKE_API_KEY": "k",
+                       "NOTIFICATION_SECRET": "n"})
+    assert set(s.secrets) == {"s3cret", "k", "n"}
+    assert s.redacted()["devlake_url"] == "http://admin:***@devlake-ui:4000/api"
