@@ -276,7 +276,7 @@ def split_by_budget(api: DevLakeClient, wanted: list[tuple[CollectionChange, int
         if isinstance(change, RerunPipeline):
             request = TriggerRequest("rerun", blueprint_id, change.project, change.pipeline_id)
         else:
-            request = TriggerRequest("first", blueprint_id, change.project)
+            request = TriggerRequest("first", blueprint_id, change.project, new=change.blueprint_id is None)
         by_request.setdefault(request, []).append(change)
     start, deferred = select_triggers(by_request, budget)
     return ([c for r in start for c in by_request[r]], [c for r in deferred for c in by_request[r]], budget)

@@ -51,13 +51,16 @@ class TriggerRequest:
     blueprint_id: int
     project: str = ""
     pipeline_id: int | None = None  # the failed pipeline, for reruns
+    new: bool = False  # a blueprint created by this run: its id is not known when planning
 
     def sort_key(self) -> tuple:
         # Blueprints that never collected come first (they have no data at all), oldest
         # blueprint first; then reruns, oldest failed pipeline first. Ids grow with time.
+        # Blueprints created by this run follow the older ones by project name, not by the
+        # ids DevLake gave them concurrently, so --dry-run defers exactly what the run will.
         if self.kind == "first":
-            return (0, self.blueprint_id, 0)
-        return (1, self.pipeline_id or 0, self.blueprint_id)
+            return (0, 1, 0, self.project) if self.new else (0, 0, self.blueprint_id, "")
+        return (1, 0, self.pipeline_id or 0, str(self.blueprint_id))
 
 
 def select_triggers(requests: Iterable[TriggerRequest], budget: int

@@ -74,3 +74,13 @@ def test_never_collected_reads_last_pipeline():
     assert never_collected({"name": "p", "blueprint": {"id": 1}})
     assert not never_collected({"name": "p", "blueprint": {"id": 1}, "lastPipeline": {"id": 5}})
     assert not never_collected({"name": "p", "blueprint": None})
+
+
+def test_new_blueprints_start_in_project_order_whatever_ids_devlake_gave_them():
+    # --dry-run knows no ids for this run's blueprints (0); the real run gets them concurrently
+    planned = [TriggerRequest("first", 0, name, new=True) for name in ("b", "c", "a")]
+    applied = [TriggerRequest("first", bid, name, new=True) for bid, name in ((7, "b"), (5, "c"), (9, "a"))]
+    older = TriggerRequest("first", 3, "z")
+    for requests in (planned, applied):
+        start, deferred = select_triggers([*requests, older], 2)
+        assert [r.project for r in start] == ["z", "a"] and [r.project for r in deferred] == ["b", "c"]
