@@ -317,6 +317,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     plugins = r.csv("PLUGINS", DEFAULT_PLUGINS)
     if not plugins:
         r.problems.append("PLUGINS is empty: name at least one plugin, or unset it for all")
+    unknown = [p for p in plugins if p not in DEFAULT_PLUGINS]
+    if unknown:  # a typo would otherwise find no connection and pass silently
+        r.problems.append(f"PLUGINS names {', '.join(unknown)}: the daemons know only "
+                          + ", ".join(DEFAULT_PLUGINS))
     metrics = r.raw("PROJECT_METRICS")
     project_metrics = ("dora",) if metrics is None else (
         () if metrics.lower() == "none" else _split_csv(metrics))

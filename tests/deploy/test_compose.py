@@ -232,6 +232,7 @@ def test_daemon_environment_names_are_real_settings(compose):
         assert passed <= known, f"{name}: unknown settings {passed - known}"
         assert not passed & FIXED_BY_IMAGE
         assert "DEVLAKE_URL" in passed and "DEVLAKE_API_KEY" in passed
+        assert "PLUGINS" in passed  # the monitor checks the connections of the same plugins
 
 
 def test_env_example_documents_every_variable():

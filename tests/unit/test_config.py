@@ -171,3 +171,8 @@ def test_url_passwords_never_reach_messages_and_are_secrets():
                        "NOTIFICATION_SECRET": "n"})
     assert set(s.secrets) == {"s3cret", "k", "n"}
     assert s.redacted()["devlake_url"] == "http://admin:***@devlake-ui:4000/api"
+
+
+def test_unknown_plugins_are_a_configuration_error():
+    with pytest.raises(ConfigError, match="PLUGINS names githb: the daemons know only github, gitlab"):
+        load_settings({"DEVLAKE_URL": "http://d:8080", "PLUGINS": "githb,gitlab"})
