@@ -112,6 +112,21 @@ def test_overlays_render_and_validate(overlay):
             kubernetes_validate.validate(obj, KUBERNETES_VERSIONS[-1], strict=True)
 
 
+@pytest.mark.parametrize("overlay", ["example", "example-tls"])
+def test_example_labels_only_what_kube_prometheus_stack_selects(overlay):
+    """README: the release label goes on the ServiceMonitor and the PrometheusRule, nothing else."""
+    objects = render(KUBERNETES / overlay)
+    for obj in objects:
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/part-of"] == "devlake-automation", "the base's labels are kept"
+        if obj["kind"] in CRD_KINDS:
+            assert labels.get("release") == "kube-prometheus-stack", obj["kind"]
+        else:
+            assert '"release"' not in json.dumps(obj), f"{obj['kind']} {obj['metadata']['name']}"
+    assert "release" not in one(objects, "ServiceMonitor")["spec"]["selector"]["matchLabels"], \
+        "the Service has no such label: the ServiceMonitor would select nothing"
+
+
 # --- the monitor ---------------------------------------------------------------------------
 
 def test_monitor_is_one_pod_replaced_not_rolled(objects):
