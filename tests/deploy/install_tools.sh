@@ -21,7 +21,8 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
 if ! command -v chromium >/dev/null 2>&1; then debs+=(chromium); fi
 if [ ${#debs[@]} -gt 0 ]; then
     SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    # sudo -n: never prompt (make test hides this script's output); without it the checks skip.
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo -n"; fi
     $SUDO apt-get update -qq
     # Only the binaries are used; no service is started (the tests start their own, on loopback).
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${debs[@]}" >/dev/null
