@@ -89,20 +89,12 @@ def run_cycle(api: DevLakeClient, settings: Settings, now: datetime, installed_p
 
 
 def _would_defer(api: DevLakeClient, the_plan: Plan, max_pending: int) -> list:
-    """The triggers a run would defer now. Blueprints not created yet get ids after those of the
-    plan's other triggers, as DevLake's growing ids would (so they come after older never-collected ones)."""
-    collection = [c for c in the_plan.changes if isinstance(c, (TriggerBlueprint, RerunPipeline))]
-    if not collection:
+    """The triggers a run would defer now. Blueprints not created yet have no id; the queue
+    orders them by project name (modules/queue.py), as the real run does."""
+    wanted: list[tuple[CollectionChange, int]] = [
+        (c, c.blueprint_id or 0) for c in the_plan.changes if isinstance(c, (TriggerBlueprint, RerunPipeline))]
+    if not wanted:
         return []
-    known = [c.blueprint_id for c in collection if c.blueprint_id is not None]
-    next_id = max(known, default=0) + 1
-    wanted: list[tuple[CollectionChange, int]] = []
-    for change in collection:
-        if isinstance(change, TriggerBlueprint) and change.blueprint_id is None:
-            wanted.append((change, next_id))
-            next_id += 1
-        else:
-            wanted.append((change, change.blueprint_id or 0))
     try:
         _start, deferred, budget = split_by_budget(api, wanted, max_pending)
     except DevLakeError as exc:
