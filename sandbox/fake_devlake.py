@@ -390,8 +390,8 @@ class FakeDevLake:
 
     def inject_random(self, rate: float, seed: int = 0, kinds: tuple[str, ...] | None = None) -> None:
         """From now on, answer a share `rate` of requests with a random transient fault, seeded:
-        500 (before or after the write happens), 502, 503, or a connection reset (before or after
-        the write). `kinds` narrows them (see server.TRANSIENT_KINDS). rate 0 turns it off.
+        500 (before or after the write happens), 502, 503, 429, or a connection reset (before or
+        after the write). `kinds` narrows them (see server.TRANSIENT_KINDS). rate 0 turns it off.
         `random_faults_injected` counts what was injected, by kind."""
         with self._app.log_lock:
             self._app.chaos = Chaos(rate, seed, kinds or TRANSIENT_KINDS) if rate > 0 else None

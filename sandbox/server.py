@@ -68,8 +68,9 @@ class Fault:
 
 
 # What a DevLake behind nginx answers now and then (`docs/devlake-api.md` §1.3): 500 for MySQL lock
-# timeouts and deadlocks, before or after the write; 502/503 from nginx; connections reset.
-TRANSIENT_KINDS = ("500", "500_after_write", "502", "503", "reset", "reset_after_write")
+# timeouts and deadlocks, before or after the write; 502/503 from nginx; connections reset; 429 from
+# a rate limit in front of it (nginx `limit_req`, an API gateway), always before the request is processed.
+TRANSIENT_KINDS = ("500", "500_after_write", "502", "503", "reset", "reset_after_write", "429")
 
 
 class Chaos:

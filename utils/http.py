@@ -10,7 +10,7 @@ from urllib3.util.retry import Retry
 
 USER_AGENT = "devlake-automation/1.0"
 # DevLake answers 500 for database lock timeouts and deadlocks on any route; nginx
-# answers 502/503/504. Only idempotent requests are retried (RETRY_METHODS).
+# answers 502/503/504. These are retried for idempotent requests only (RETRY_METHODS).
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 # PUT (scope upsert) and PATCH (we only send absolute values) are idempotent in
 # the way we use them; POST is left out: a POST that may have succeeded is
@@ -19,10 +19,22 @@ RETRY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 RETRY_AFTER_MAX_SECONDS = 300
 
 
+def refused_unprocessed(status: int, has_retry_after: bool) -> bool:
+    """A 429, or a 503 with Retry-After: the server (or a proxy in front of it) refused the request
+    before processing it, so resending is safe for every method, POST included (RFC 9110 §15.6.4,
+    RFC 6585 §4). Other 5xx are ambiguous for a POST: the applier reads back instead."""
+    return status == 429 or (status == 503 and has_retry_after)
+
+
 class _InjectableSleepRetry(Retry):
     """urllib3 Retry whose waits go through `sleep`, so tests can record them."""
 
     sleep_function: Callable[[float], None] = staticmethod(time.sleep)
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if refused_unprocessed(status_code, has_retry_after):
+            return bool(self.total)
+        return super().is_retry(method, status_code, has_retry_after)
 
     def sleep_for_retry(self, response=None):
         retry_after = self.get_retry_after(response) if response is not None else None
@@ -39,7 +51,8 @@ class _InjectableSleepRetry(Retry):
 
 def make_retry(retries: int, backoff_seconds: float,
                sleep: Callable[[float], None] = time.sleep) -> Retry:
-    """Exponential backoff on 429/5xx, timeouts and connection errors, honouring Retry-After."""
+    """Exponential backoff on 429/5xx, timeouts and connection errors, honouring Retry-After;
+    POST only on `refused_unprocessed` answers."""
     retry_class = type("DevLakeRetry", (_InjectableSleepRetry,), {"sleep_function": staticmethod(sleep)})
     return retry_class(
         total=retries,

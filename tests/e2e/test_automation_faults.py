@@ -63,6 +63,8 @@ def test_ten_percent_transient_faults_one_run_does_everything(fake, world, tmp_p
     code, report = run(fake, tmp_path, DEVLAKE_HTTP_RETRIES="6", DEVLAKE_TIMEOUT_SECONDS="5", **NO_BUDGET)
     injected = fake.random_faults_injected
     assert sum(injected.values()) > 10, injected
+    refused_posts = [r for r in fake.requests if r.method == "POST" and r.status == 429]
+    assert refused_posts, injected  # a 429 on a POST is resent, not given up (nor read back)
     assert code == 0, (report.failures(), injected)
     fake.clear_faults()
     assert_full_state(fake, world)

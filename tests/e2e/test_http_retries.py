@@ -2,7 +2,8 @@
 
 GET, PUT and PATCH are retried on 429/500/502/503/504, timeouts and connection errors, with
 exponential backoff and at most DEVLAKE_HTTP_RETRIES retries; Retry-After is honoured; 400, 401,
-403 and 404 are never retried; a POST is never re-sent here (the applier reconciles it).
+403 and 404 are never retried. A POST is re-sent only after a 429 or a 503 with Retry-After
+(refused before processing); after any other failure the applier reconciles it by reading back.
 """
 from __future__ import annotations
 
@@ -67,11 +68,30 @@ def test_client_errors_are_never_retried(lake, status):
     assert len([r for r in lake.requests if r.path.startswith("/blueprints")]) == 2 and sleeps == []
 
 
-def test_a_post_is_never_re_sent_by_the_session(lake):
-    lake.inject("POST", r"^/projects$", status=503, times=-1)
+def test_an_ambiguous_post_failure_is_not_re_sent_by_the_session(lake):
+    lake.inject("POST", r"^/projects$", status=503, times=-1)  # no Retry-After: may have been processed
     with pytest.raises(DevLakeError):
         client_for(lake, []).create_project({"name": "p", "metrics": []})
     assert len(sent(lake, "POST", "/projects")) == 1
+
+
+@pytest.mark.parametrize("status, headers", [(429, {}), (429, {"Retry-After": "4"}), (503, {"Retry-After": "4"})])
+def test_a_refused_post_is_re_sent_after_retry_after(lake, status, headers):
+    lake.inject("POST", r"^/projects$", status=status, headers=headers, times=2)
+    sleeps: list[float] = []
+    project = client_for(lake, sleeps).create_project({"name": "p", "metrics": []})
+    assert project["name"] == "p" and len(lake.projects) == 1
+    assert len(sent(lake, "POST", "/projects")) == 3
+    if headers:
+        assert sleeps == [4, 4]
+
+
+def test_a_refused_post_gives_up_within_the_attempt_budget(lake):
+    lake.inject("POST", r"^/blueprints/\d+/trigger$", status=429, times=-1)
+    with pytest.raises(DevLakeError) as info:
+        client_for(lake, []).trigger_blueprint(1)
+    assert info.value.status == 429
+    assert len([r for r in lake.requests if r.method == "POST"]) == 4  # 1 + DEVLAKE_HTTP_RETRIES
 
 
 def test_connection_resets_and_timeouts_are_retried(lake):
