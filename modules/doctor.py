@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from config import Settings, without_password
 from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeNotFound, enc
 from modules.client import unusable_hint
+from modules.monitoring.connections import check_connection
 
 # Limits of what DevLake can list upstream: a connection may hold more than the automation sees.
 LISTING_LIMITS = {
@@ -62,12 +63,25 @@ def _check_plugin(client: DevLakeClient, plugin: str) -> list[Check]:
         out.append(Check(True, f"plugin {plugin}: note: {LISTING_LIMITS[plugin]}"))
     for conn in conns:
         label = f"plugin {plugin} connection {conn.get('id')} ({conn.get('name')!r})"
+        out.append(_credentials(client, plugin, conn.get("id"), label))
         try:
             entries = _first_page(client, plugin, conn["id"])
             out.append(Check(True, f"{label}: remote-scopes answered ({len(entries)} top-level entries)"))
         except (DevLakeError, KeyError) as exc:
             out.append(Check(False, f"{label}: remote-scopes failed: {exc}"))
     return out
+
+
+def _credentials(client: DevLakeClient, plugin: str, connection_id, label: str) -> Check:
+    """DevLake's own test of the stored credentials, read as the monitor reads it."""
+    if not isinstance(connection_id, int):
+        return Check(False, f"{label}: connection has no numeric id")
+    outcome = check_connection(client, plugin, connection_id)
+    if outcome.up:
+        return Check(True, f"{label}: credentials test passed")
+    if outcome.up is False:
+        return Check(False, f"{label}: credentials test failed: {outcome.error}")
+    return Check(False, f"{label}: DevLake could not test the credentials: {outcome.error}")
 
 
 def _first_page(client: DevLakeClient, plugin: str, connection_id) -> list[dict]:

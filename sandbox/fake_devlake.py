@@ -239,7 +239,9 @@ class FakeDevLake:
 
     def fail_connection_test(self, plugin: str, connection_id: int, status: int | None, message: str = "") -> None:
         """Make POST /plugins/{p}/connections/{id}/test answer `status` with `message`
-        (e.g. 400 "Bad credentials"; circleci 401, `docs/devlake-api.md` §9.6); None heals it."""
+        (e.g. 400 "Bad credentials"; circleci 401, `docs/devlake-api.md` §9.6); None heals it.
+        GitHub access-token connections answer 200 `success: false` with `message` whatever
+        `status` says, as DevLake does (`backend/plugins/github/api/connection_api.go`)."""
         with self._state.lock:
             if status is None:
                 self._state.plugins.test_failures.pop((plugin, connection_id), None)

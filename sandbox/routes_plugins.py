@@ -79,10 +79,25 @@ def test_existing_connection(state, req):
             raise
         raise ApiError(400, "find connection from db") from None
     failure = state.plugins.test_failures.get((plugin, conn["id"]))
+    if plugin == "github" and conn.get("authMethod", "AccessToken") == "AccessToken":
+        return 200, github_token_test(conn, failure[1] if failure else None)
     if failure is not None:
         raise ApiError(failure[0], failure[1])
-    body = {**SUCCESS_BODY, "message": "success"}
-    return 200, {**body, "login": "octocat"} if plugin == "github" else body
+    return 200, {**SUCCESS_BODY, "message": "success"}
+
+
+def github_token_test(conn: dict, failure: str | None) -> dict:
+    """GitHub's test of an access-token connection answers 200 whatever the tokens say
+    (`backend/plugins/github/api/connection_api.go`, `testExistingConnection`): one `tokens[]`
+    entry per comma-separated token (masked), and the top level `success: false` with the
+    failing token's message. Here every token of a failing connection fails."""
+    tokens = [t.strip() for t in str(conn.get("token") or "ghp_fake").split(",") if t.strip()]
+    entries = [{"auth_method": "AccessToken", "token": t[:4] + "*" * 8, "success": failure is None,
+                "message": failure or "success", "login": "" if failure else "octocat", "warning": ""}
+               for t in tokens]
+    if failure is None:
+        return {**SUCCESS_BODY, "message": "success", "tokens": entries}
+    return {**SUCCESS_BODY, "success": False, "message": failure, "causes": [failure], "tokens": entries}
 
 
 # --- remote scopes (§4) -------------------------------------------------------------------------

@@ -1,11 +1,16 @@
 """Connection health: DevLake's own check of each saved connection, in its own thread, on its own interval.
 
-`POST /plugins/{p}/connections/{id}/test` tests the stored credentials against
-the upstream and changes nothing (`docs/devlake-api.md` §9.6; plugins/<p>/api/connection_api.go).
-A bad or expired token mostly answers 400 with the upstream's reason; circleci
-answers 401 — on this route that is the upstream's verdict on the stored token,
-not DevLake rejecting our API key. An expired token shows up here before the
-next nightly collection fails with a 401 in the middle of a pipeline.
+Each check is DevLake's own test of the stored credentials: an expired token shows up here
+before the next nightly collection fails with a 401 in the middle of a pipeline.
+
+How DevLake answers (`docs/devlake-api.md` §9.6; `backend/plugins/<p>/api/connection_api.go`):
+the status alone does not say whether the credentials work. GitHub with access tokens
+(`testExistingConnection` in `backend/plugins/github/api/connection_api.go`) answers **200 in
+every case**: a bad or revoked token makes its `tokens[]` entry and the top level
+`success: false`, with the failing token's message. Most plugins answer 400 with the upstream's
+reason; Jira 401/403; circleci 401: on this route that is the upstream's verdict on the stored
+token, not DevLake rejecting our API key. `manage_projects.py --doctor` reads it the same way
+(`check_connection`).
 
 The checker never holds the monitor's lock and never runs in the poll thread:
 a slow upstream delays only the next check. Scrapes read a snapshot.
@@ -28,6 +33,55 @@ log = structlog.get_logger("monitor")
 # 401/403 texts of DevLake's own API-key check (`docs/devlake-api.md` §1.2): our key, not the connection.
 OUR_KEY_REJECTED = ("token is missing", "token is not present", "api key is invalid", "api key has expired",
                     "path doesn't match api key")
+ERROR_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """up: True (credentials work), False (they do not), None (DevLake could not say)."""
+
+    up: bool | None
+    error: str | None = None
+
+
+def check_connection(client: DevLakeClient, plugin: str, connection_id: int) -> CheckOutcome:
+    """Run DevLake's test of one saved connection and read its answer (status and body)."""
+    try:
+        body = client.test_connection(plugin, connection_id)
+    except DevLakeError as exc:
+        return CheckOutcome(verdict(exc), mask(exc.message or str(exc), ERROR_LIMIT))
+    failure = failure_in_answer(body)
+    return CheckOutcome(True) if failure is None else CheckOutcome(False, mask(failure, ERROR_LIMIT))
+
+
+def verdict(exc: DevLakeError) -> bool | None:
+    """Down (False) or unknown (None) from a test call that answered an error."""
+    if isinstance(exc, DevLakeUnavailable) or exc.status is None or exc.status >= 500:
+        return None  # DevLake itself failed: says nothing about the connection
+    if any(text in (exc.message or "").lower() for text in OUR_KEY_REJECTED):
+        return None
+    return False  # 400 (upstream reason), 401 (circleci's verdict), 403, 404 (bamboo: gone)
+
+
+def failure_in_answer(body: dict) -> str | None:
+    """Why a 2xx test answer says the connection does not work, or None when it does.
+
+    Only an explicit `success: false` is a failure (plugins that answer a bare object say
+    nothing more). GitHub's per-token entries name which of several tokens failed; the tokens
+    themselves are never repeated.
+    """
+    if body.get("success") is not False:
+        return None
+    tokens = [t for t in body.get("tokens") or [] if isinstance(t, dict)]
+    failed = [(n, t) for n, t in enumerate(tokens, 1) if t.get("success") is False]
+    if failed:
+        return "; ".join(f"token {n} of {len(tokens)}: {_text(t.get('message'))}" for n, t in failed)
+    return _text(body.get("message"))
+
+
+def _text(message) -> str:
+    text = str(message or "").strip()
+    return text or "the test failed without a message"
 
 
 @dataclass(frozen=True)
@@ -41,17 +95,6 @@ class ConnectionHealth:
     checked_at: float | None = None
     error: str | None = None
     since: float | None = None
-
-
-def verdict(exc: DevLakeError | None) -> bool | None:
-    """Up (True), down (False) or unknown (None) from the test call's outcome."""
-    if exc is None:
-        return True
-    if isinstance(exc, DevLakeUnavailable) or exc.status is None or exc.status >= 500:
-        return None  # DevLake itself failed: says nothing about the connection
-    if any(text in (exc.message or "").lower() for text in OUR_KEY_REJECTED):
-        return None
-    return False  # 400 (upstream reason), 401 (circleci's verdict), 403, 404 (bamboo: gone)
 
 
 def transition(old: ConnectionHealth | None, new: ConnectionHealth) -> ConnectionHealth:
@@ -102,14 +145,9 @@ class ConnectionChecker:
             if not isinstance(cid, int) or isinstance(cid, bool):
                 continue
             seen.add((plugin, cid))
-            error: DevLakeError | None = None
-            try:
-                self.client.test_connection(plugin, cid)
-            except DevLakeError as exc:
-                error = exc
+            outcome = check_connection(self.client, plugin, cid)
             now = self.clock()
-            new = ConnectionHealth(plugin, cid, str(conn.get("name") or cid), verdict(error), now,
-                                   mask(error.message or str(error), 300) if error else None, now)
+            new = ConnectionHealth(plugin, cid, str(conn.get("name") or cid), outcome.up, now, outcome.error, now)
             self._record(new)
         with self._lock:  # connections deleted in DevLake disappear
             for key in [k for k in self._health if k[0] == plugin and k not in seen]:

@@ -105,6 +105,26 @@ def test_doctor_reports_each_connection(fake, tmp_path):
     assert proc.returncode == 2 and "FAIL" in proc.stdout
 
 
+def test_doctor_runs_devlakes_connection_test(tmp_path):
+    from config import load_settings
+    from modules.client import build_client
+    from modules.doctor import run_doctor
+
+    with FakeDevLake() as lake:
+        gh = lake.add_connection("github", "gh", token="ghp_revoked0123")
+        ci = lake.add_connection("circleci", "ci")
+        lake.fail_connection_test("github", gh, 401, "StatusUnauthorized error when testing connection")
+        settings = load_settings({"DEVLAKE_URL": lake.url, "STATE_DIR": str(tmp_path)})
+        code, checks = run_doctor(settings, build_client(settings))
+        tests = [r for r in lake.requests if r.path.endswith("/test")]
+    report = "\n".join(c.render() for c in checks)
+    assert code == 2, report
+    assert (f"[FAIL] plugin github connection {gh} ('gh'): credentials test failed: "
+            "token 1 of 1: StatusUnauthorized error when testing connection") in report
+    assert f"[ ok ] plugin circleci connection {ci} ('ci'): credentials test passed" in report
+    assert len(tests) == 2 and "ghp_" not in report
+
+
 def test_help_explains_modes_and_variables():
     proc = cli("--help")
     assert proc.returncode == 0

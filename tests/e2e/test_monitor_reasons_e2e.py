@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import requests
 from structlog.testing import capture_logs
 
 from tests.e2e.test_monitor_e2e import get, scrape
@@ -99,6 +100,26 @@ def test_connection_health_from_devlakes_own_check(monitor_fake, monitor_clock, 
     assert get(scrape(url), "devlake_connection_up", plugin="circleci", connection_id=str(broken),
                connection_name="circle") == 1.0
     assert monitor_fake.mutating_count() == 3 * 2  # the test route only: it changes nothing in DevLake
+
+
+def test_a_revoked_github_token_shows_as_down(monitor_fake, monitor_factory, monitor_server):
+    # GitHub answers 200 with success:false for a bad access token (`docs/devlake-api.md` §9.6)
+    cid = monitor_fake.add_connection("github", "github-main", token="ghp_revokedtoken123")
+    monitor_fake.fail_connection_test("github", cid, 401, "StatusUnauthorized error when testing connection")
+    monitor = monitor_factory(PLUGINS="github")
+    url = monitor_server(monitor)
+    with capture_logs() as logs:
+        monitor.connections.check_once()
+    assert get(scrape(url), "devlake_connection_up", plugin="github", connection_id=str(cid),
+               connection_name="github-main") == 0.0
+    (down,) = [e for e in logs if e["event"] == "connection_down"]
+    assert down["error"] == "token 1 of 1: StatusUnauthorized error when testing connection"
+    status = requests.get(f"{url}/status.json", timeout=5)
+    (row,) = status.json()["connections"]
+    assert row["up"] is False and "StatusUnauthorized" in row["error"]
+    page = requests.get(f"{url}/", timeout=5).text
+    assert "StatusUnauthorized error when testing connection" in page
+    assert "ghp_" not in status.text + page + str(logs)
 
 
 def test_pending_counts_match_the_fake(monitor_fake, monitor_clock, monitor_factory):

@@ -266,3 +266,19 @@ def test_connection_test_answers_the_upstreams_verdict(fake, http):
     assert http.post("/plugins/github/connections/99/test").status_code == 400  # find connection from db
     fake.fail_connection_test("circleci", bad, None)
     assert http.post(f"/plugins/circleci/connections/{bad}/test").status_code == 200
+
+
+def test_github_token_test_answers_200_with_success_false(fake, http):
+    cid = fake.add_connection("github", "gh", token="ghp_secret1,ghp_secret2")
+    good = http.post(f"/plugins/github/connections/{cid}/test").json()
+    assert good["success"] is True and [t["login"] for t in good["tokens"]] == ["octocat", "octocat"]
+    fake.fail_connection_test("github", cid, 401, "StatusUnauthorized error when testing connection")
+    answer = http.post(f"/plugins/github/connections/{cid}/test")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["success"] is False and body["message"] == "StatusUnauthorized error when testing connection"
+    assert [t["success"] for t in body["tokens"]] == [False, False]
+    assert "secret" not in answer.text  # tokens come back masked
+    app = fake.add_connection("github", "app", authMethod="AppKey")
+    fake.fail_connection_test("github", app, 400, "Bad credentials")
+    assert http.post(f"/plugins/github/connections/{app}/test").status_code == 400  # App keys: an error status
