@@ -40,7 +40,7 @@ from modules.changes import (
     Result,
     TriggerBlueprint,
 )
-from modules.collection import already_running
+from modules.collection import already_running, table_locked
 from modules.connection import find_by_name
 from modules.projects import project_metrics
 from modules.queue import QUEUE_STATUSES, TriggerRequest, budget_for_triggers, read_pending, select_triggers
@@ -253,14 +253,23 @@ class Applier:
             pipeline = self.api.get_pipeline(change.pipeline_id)
             return pipeline if pipeline.get("status") in QUEUE_STATUSES else None
 
-        try:
-            outcome, _ = self.post_reconciled(lambda: self.api.rerun_pipeline(change.pipeline_id), rerunning)
-        except DevLakeError as exc:
-            if not already_running(exc):
-                raise
-            return Result(change, Outcome.UNCHANGED, error="already running")
-        log.info("pipeline_rerun", project=change.project, pipeline_id=change.pipeline_id)
-        return Result(change, outcome)
+        for attempt in range(1, self.attempts + 1):
+            try:
+                outcome, _ = self.post_reconciled(lambda: self.api.rerun_pipeline(change.pipeline_id), rerunning)
+            except DevLakeError as exc:
+                if already_running(exc):
+                    return Result(change, Outcome.UNCHANGED, error="already running")
+                if not table_locked(exc):
+                    raise
+                if attempt == self.attempts:  # still locked: the next run reruns it, nothing is lost
+                    log.info("rerun_deferred", project=change.project, pipeline_id=change.pipeline_id,
+                             error=exc.message)
+                    return Result(change, Outcome.DEFERRED, error="pipeline table locked")
+                self.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+                continue
+            log.info("pipeline_rerun", project=change.project, pipeline_id=change.pipeline_id)
+            return Result(change, outcome)
+        raise AssertionError("unreachable")
 
 
 def split_by_budget(api: DevLakeClient, wanted: list[tuple[CollectionChange, int]], max_pending: int

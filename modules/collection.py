@@ -12,8 +12,17 @@ RERUN_STATE_FILE = "automation_reruns.json"
 ALREADY_RUNNING = ("pending pipelines", "pipeline is running", "waiting to run")
 
 
+# RerunPipeline's answer when it could not take the pipeline table lock within 2 seconds
+# (`backend/server/services/pipeline.go`, §9.1): transient, not a verdict on the pipeline.
+TABLE_LOCKED = "failed to lock pipeline table"
+
+
 def already_running(exc: DevLakeError) -> bool:
     return exc.status == 400 and any(s in (exc.message or "") for s in ALREADY_RUNNING)
+
+
+def table_locked(exc: DevLakeError) -> bool:
+    return exc.status == 400 and TABLE_LOCKED in (exc.message or "")
 
 
 class RerunLedger:

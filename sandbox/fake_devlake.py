@@ -237,6 +237,12 @@ class FakeDevLake:
         with self._state.lock:
             return self._state.pipelines.mark_interrupted("TASK_RESUME" if resume_pipelines else "TASK_FAILED")
 
+    def lock_pipeline_table(self, times: int = 1) -> None:
+        """The next `times` reruns (-1: every one, 0: none again) find DevLake's pipeline table
+        locked by another pending pipeline or a deletion and answer 400 after the lock timeout."""
+        with self._state.lock:
+            self._state.pipelines.table_locked = times
+
     def fail_connection_test(self, plugin: str, connection_id: int, status: int | None, message: str = "") -> None:
         """Make POST /plugins/{p}/connections/{id}/test answer `status` with `message`
         (e.g. 400 "Bad credentials"; circleci 401, `docs/devlake-api.md` §9.6); None heals it.

@@ -25,6 +25,9 @@ FAILURE_ERROR_NAME = ("Error running pipeline 1.\n\tcaused by: Error running tas
 NON_SOURCE_PLUGINS = ("org", "dora", "refdiff", "gitextractor")
 
 
+PIPELINE_TABLE_LOCKED = "failed to lock pipeline table, is there any pending pipeline or deletion?"
+
+
 class PipelineStore:
     def __init__(self, state):
         self._state = state
@@ -37,6 +40,7 @@ class PipelineStore:
         self.max_parallel = 0
         self.in_queue: set[int] = set()  # ids in IN_QUEUE_STATUSES, kept by track()
         self.max_in_queue = 0  # the most ever in the queue at once, since reset_max_in_queue()
+        self.table_locked = 0  # reruns still to answer the lock timeout (-1: until unlocked)
         self._seq = 0
         self._task_seq = 0
 
@@ -122,6 +126,11 @@ class PipelineStore:
     def rerun(self, pipeline_id) -> list[dict]:
         """RerunPipeline: same id → TASK_RERUN, old finishedAt kept (quirk #16)."""
         pipeline = self.get(pipeline_id)
+        if self.table_locked:
+            # RerunPipeline takes the pipeline table lock with a 2-second timeout and answers
+            # this when it cannot (`backend/server/services/pipeline.go`, `docs/devlake-api.md` §9.1)
+            self.table_locked -= self.table_locked > 0
+            raise ApiError(400, PIPELINE_TABLE_LOCKED)
         if pipeline["status"] == "TASK_RUNNING":
             raise ApiError(400, "pipeline is running")
         if pipeline["status"] in QUEUED_STATUSES:

@@ -179,6 +179,27 @@ def test_failed_pipeline_is_rerun_at_most_max_reruns_times(fake, world, tmp_path
     assert not [r for r in fake.requests if r.path.endswith("/rerun")]
 
 
+def test_a_locked_pipeline_table_is_retried_then_deferred_not_failed(fake, world, tmp_path):
+    bp = fake.add_project("flaky", labels=[MANAGED_LABEL], time_after=TARGET_UTC)
+    failed = fake.add_pipeline(bp, "TASK_FAILED", finished_at=NOW)
+    fake.lock_pipeline_table(times=1)  # the lock frees itself: the retry reruns it
+    sleeps: list[float] = []
+    code, ctx = run(fake, tmp_path, sleeps=sleeps, PLUGINS="jira")
+    assert code == 0 and ctx.failed == 0
+    assert [r.status for r in fake.requests if r.path.endswith("/rerun")] == [400, 200]
+    assert fake.pipelines[failed]["status"] == "TASK_RERUN" and sleeps
+    fake.run_pending(lambda p: "TASK_FAILED" if p["blueprintId"] == bp else "TASK_COMPLETED")
+    fake.lock_pipeline_table(times=-1)  # locked throughout: deferred to the next run, not counted
+    fake.reset_log()
+    code, ctx = run(fake, tmp_path, PLUGINS="jira", MAX_RERUNS="2")
+    assert code == 0 and ctx.failed == 0 and ctx.count(Outcome.DEFERRED) == 1
+    assert len([r for r in fake.requests if r.path.endswith("/rerun")]) == 3  # the applier's attempts
+    fake.lock_pipeline_table(times=0)
+    fake.reset_log()
+    code, _ = run(fake, tmp_path, PLUGINS="jira", MAX_RERUNS="2")  # the deferred rerun did not use one up
+    assert code == 0 and [r.status for r in fake.requests if r.path.endswith("/rerun")] == [200]
+
+
 def test_pending_pipeline_answers_are_not_errors(fake, world, tmp_path):
     fake.inject("POST", r"/blueprints/\d+/trigger", status=400, times=-1,
                 body={"success": False, "message": "there are pending pipelines of current blueprint already"})
