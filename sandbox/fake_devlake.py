@@ -91,6 +91,15 @@ class FakeDevLake:
     def require_auth(self, value: bool) -> None:
         self._app.require_auth = value
 
+    def emulate_rest_auth_gate_bug(self, on: bool = True) -> None:
+        """With require_auth: answer /rest requests with a valid key 401 `unauthorized`, as DevLake
+        main does with AUTH_ENABLED=true (`backend/server/api/middlewares.go`, `docs/devlake-api.md` §1.2)."""
+        self._app.rest_gate_drops_user = on
+
+    def set_forwarded_user_secret(self, secret: str | None) -> None:
+        """DevLake's FORWARDED_USER_SECRET: X-Forwarded-User is honoured only with it (§1.2)."""
+        self._app.forwarded_user_secret = secret
+
     @property
     def latency(self) -> float:
         return self._app.latency

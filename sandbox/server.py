@@ -18,7 +18,8 @@ from .router import Request, Response, error_response, json_response
 from .routes_core import router as core_router
 from .routes_plugins import router as plugin_router
 
-PUBLIC_PATHS = ("/ping", "/ready", "/health", "/version", "/proceed-db-migration")
+# `backend/server/api/auth/middleware.go` on main: /proceed-db-migration needs auth since ad202276a.
+PUBLIC_PATHS = ("/ping", "/ready", "/health", "/version")
 PUBLIC_PREFIXES = ("/auth/", "/swagger/")
 
 
@@ -107,6 +108,8 @@ class App:
         self.latency = latency
         self.api_key = api_key
         self.require_auth = require_auth
+        self.rest_gate_drops_user = False  # see authenticate(): DevLake main's /rest + AUTH_ENABLED bug
+        self.forwarded_user_secret: str | None = None  # DevLake's FORWARDED_USER_SECRET
         self.faults: list[Fault] = []
         self.chaos: Chaos | None = None
         self.records: list[RequestRecord] = []
@@ -172,11 +175,20 @@ class App:
                 raise ApiError(401, "token is not present or malformed")
             if auth[7:].strip() != self.api_key:
                 raise ApiError(403, "api key is invalid")
+            if self.require_auth and self.rest_gate_drops_user and (path[5:] or "/") not in PUBLIC_PATHS:
+                # DevLake main with AUTH_ENABLED=true: RestAuthentication re-routes with gin's
+                # HandleContext, which resets the context keys, so the gate no longer sees the user
+                # the key check stored (`backend/server/api/middlewares.go`, `auth/middleware.go`).
+                raise ApiError(401, "unauthorized")
             return
         if not self.require_auth or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             return
-        # AUTH_ENABLED=true: Basic (password not verified) or X-Forwarded-User is enough (§1.2)
-        if headers.get("authorization", "").startswith("Basic ") or headers.get("x-forwarded-user"):
+        # AUTH_ENABLED=true: Basic (password not verified) is enough; X-Forwarded-User only with the
+        # FORWARDED_USER_SECRET DevLake was given, sent as X-Forwarded-User-Secret (§1.2)
+        if headers.get("authorization", "").startswith("Basic "):
+            return
+        secret = self.forwarded_user_secret
+        if headers.get("x-forwarded-user") and secret and headers.get("x-forwarded-user-secret") == secret:
             return
         raise ApiError(401, "unauthorized")
 

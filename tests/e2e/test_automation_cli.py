@@ -96,6 +96,23 @@ def test_auth_enabled_without_api_key_says_to_create_one(fake, tmp_path):
     assert proc.returncode == 2 and "set DEVLAKE_API_KEY" in proc.stdout
 
 
+def test_the_auth_gates_401_is_not_blamed_on_the_key(fake, tmp_path):
+    fake.require_auth = True
+    fake.emulate_rest_auth_gate_bug()  # DevLake main: the gate drops the user the key check stored
+    proc = cli("--once", env=env_for(fake, tmp_path))
+    assert proc.returncode == 2
+    unusable = next(e for e in log_events(proc.stderr) if e["event"] == "devlake_unusable")
+    assert "auth gate (AUTH_ENABLED=true)" in unusable["hint"] and "AUTH_ENABLED=false" in unusable["hint"]
+    assert "rejected DEVLAKE_API_KEY" not in unusable["hint"]
+    assert KEY not in proc.stdout + proc.stderr
+    proc = cli("--doctor", env=env_for(fake, tmp_path))
+    assert proc.returncode == 2 and "AUTH_ENABLED=false" in proc.stdout and KEY not in proc.stdout
+    fake.emulate_rest_auth_gate_bug(False)  # a wrong key is still the key's fault
+    proc = cli("--once", env=env_for(fake, tmp_path, DEVLAKE_API_KEY="wrong"))
+    unusable = next(e for e in log_events(proc.stderr) if e["event"] == "devlake_unusable")
+    assert proc.returncode == 2 and "rejected DEVLAKE_API_KEY" in unusable["hint"]
+
+
 def test_doctor_reports_each_connection(fake, tmp_path):
     proc = cli("--doctor", env=env_for(fake, tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr

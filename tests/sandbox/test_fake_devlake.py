@@ -292,6 +292,15 @@ def test_api_key_only_under_rest(clock):
         assert requests.get(f"{url}/projects").status_code == 401
         assert requests.get(f"{url}/ping").status_code == 200
         assert requests.get(f"{url}/projects", auth=("admin", "anything")).status_code == 200
+        assert requests.get(f"{url}/proceed-db-migration").status_code == 401  # needs auth on main
+        assert requests.get(f"{url}/projects", headers={"X-Forwarded-User": "a"}).status_code == 401
+        fake.set_forwarded_user_secret("s3")
+        assert requests.get(f"{url}/projects", headers={"X-Forwarded-User": "a",
+                                                         "X-Forwarded-User-Secret": "s3"}).status_code == 200
+        fake.emulate_rest_auth_gate_bug()
+        gated = requests.get(f"{url}/rest/projects", headers={"Authorization": "Bearer secret"})
+        assert (gated.status_code, gated.json()["message"]) == (401, "unauthorized")
+        assert requests.get(f"{url}/rest/version", headers={"Authorization": "Bearer secret"}).status_code == 200
 
 
 def test_framework_endpoints(http):
