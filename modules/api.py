@@ -16,7 +16,11 @@ import requests
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 SCOPES_PAGE_SIZE = 1000   # plugin scope lists: max 1000 (§5, §10)
-LIST_PAGE_SIZE = 500      # /projects, /blueprints, /pipelines: no max (§10)
+LIST_PAGE_SIZE = 500      # /blueprints, /pipelines: no max (§10)
+# GET /projects runs several database queries per project on the page, one goroutine each
+# (`backend/server/services/project.go`, GetProjects): small pages, one at a time, keep that
+# load on DevLake's database bounded (~100 query sets, not ~1,000).
+PROJECTS_PAGE_SIZE = 100
 MAX_PAGES = 100_000       # a server that never stops paging is an error, not a hang
 
 
@@ -190,10 +194,11 @@ class DevLakeClient:
 
     # -- projects (§7), blueprints (§8), pipelines (§9) --------------------------------------
 
-    def iter_projects(self, keyword: str | None = None, workers: int = 1) -> Iterator[dict]:
-        """Projects with `blueprint` and `lastPipeline`; by list, never by name in the path (§0 #20)."""
+    def iter_projects(self, keyword: str | None = None) -> Iterator[dict]:
+        """Projects with `blueprint` and `lastPipeline`; by list, never by name in the path (§0 #20).
+        Pages of PROJECTS_PAGE_SIZE, one at a time."""
         params = {"keyword": keyword} if keyword else None
-        return iter(self._paginate_concurrently("/projects", "projects", LIST_PAGE_SIZE, workers, params))
+        return self._paginate("/projects", "projects", PROJECTS_PAGE_SIZE, params)
 
     def create_project(self, body: dict) -> dict:
         return _dict(self._request("POST", "/projects", json_body=body), "POST", "/projects")

@@ -63,7 +63,7 @@ def observe(api: DevLakeClient, settings: Settings, installed_plugins: list[str]
     workers = max(1, settings.max_concurrency)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read") as pool:
         projects = pool.submit(_read, observed, "project list",
-                               lambda: list(api.iter_projects(workers=2)))
+                               lambda: list(api.iter_projects()))
         blueprints = pool.submit(_read, observed, "blueprint list",
                                  lambda: list(api.iter_blueprints(workers=2)))
         views = [_submit_connection(pool, api, observed, conn) for conn in conns]

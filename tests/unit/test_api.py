@@ -20,23 +20,31 @@ def client():
     return DevLakeClient(make_session(api_key="k", retries=0, backoff_seconds=0), BASE, timeout=5)
 
 
-def test_pagination_follows_page_and_count(client, requests_mock):
+def test_pagination_follows_page_and_count(client, requests_mock, monkeypatch):
     pages = {1: [{"name": "a"}, {"name": "b"}], 2: [{"name": "c"}]}
     requests_mock.get(f"{BASE}/projects", [
         {"json": {"count": 3, "projects": pages[1]}},
         {"json": {"count": 3, "projects": pages[2]}},
     ])
     from modules import api as api_mod
-    api_mod_size = api_mod.LIST_PAGE_SIZE
-    api_mod.LIST_PAGE_SIZE = 2
-    try:
-        names = [p["name"] for p in client.iter_projects()]
-    finally:
-        api_mod.LIST_PAGE_SIZE = api_mod_size
+    monkeypatch.setattr(api_mod, "PROJECTS_PAGE_SIZE", 2)
+    names = [p["name"] for p in client.iter_projects()]
     assert names == ["a", "b", "c"]
     queries = [r.qs for r in requests_mock.request_history]
     assert queries == [{"page": ["1"], "pagesize": ["2"]}, {"page": ["2"], "pagesize": ["2"]}]
     assert requests_mock.request_history[0].headers["Authorization"] == "Bearer k"
+
+
+def test_projects_are_read_in_pages_of_100_one_at_a_time(client, requests_mock):
+    # GET /projects costs DevLake several queries per project on the page (services/project.go)
+    body = {"count": 250, "projects": [{"name": f"p{i}"} for i in range(100)]}
+    requests_mock.get(f"{BASE}/projects", [{"json": body}, {"json": body},
+                                           {"json": {"count": 250, "projects": [{"name": "x"}] * 50}}])
+    projects = client.iter_projects()
+    next(projects)
+    assert requests_mock.call_count == 1  # lazily: the next page only when this one is used up
+    assert len(list(projects)) == 249
+    assert [r.qs["pagesize"] for r in requests_mock.request_history] == [["100"]] * 3
 
 
 def test_pagination_stops_at_count_on_a_full_last_page(client, requests_mock):

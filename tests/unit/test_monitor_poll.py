@@ -123,7 +123,7 @@ def test_first_and_steady_state_calls(tmp_path, clock, lake, requests_mock):
     monitor = make_monitor(tmp_path, clock)
     assert monitor.poll_once()
     first = paths(requests_mock)
-    assert first[0] == "/projects?page=1&pageSize=500"
+    assert first[0] == "/projects?page=1&pageSize=100"
     assert "/pipelines?page=1&pageSize=500&status=TASK_FAILED" in first
     assert "/pipelines?page=1&pageSize=500&status=TASK_PARTIAL" in first
     requests_mock.reset_mock()
