@@ -2,7 +2,7 @@
 
 A DevLake started with NOTIFICATION_ENDPOINT and NOTIFICATION_SECRET POSTs every
 pipeline status change (created, started, finished) once and never retries
-(backend/server/services/pipeline_notification_impl.go, pipeline.go):
+(backend/server/services/pipeline_notification_impl.go, pipeline.go; `docs/devlake-api.md` §9.7):
 
     POST <endpoint>?nouce=<notification id>-<16 letters or digits>&sign=<hex>
     {"ProjectName":"…","PipelineID":7,"CreatedAt":"…","UpdatedAt":"…",
