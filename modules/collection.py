@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from modules import statuses
 from modules.api import DevLakeError
 from utils.statefile import CorruptStateFile, atomic_write_json, read_json
 
@@ -57,6 +58,6 @@ def rerun_candidate(project: dict, ledger_count: int, max_reruns: int) -> int | 
     """The id of a managed project's latest pipeline to rerun: it ended TASK_FAILED and was
     rerun fewer than MAX_RERUNS times. None otherwise."""
     last = project.get("lastPipeline") or {}
-    if last.get("status") != "TASK_FAILED" or not isinstance(last.get("id"), int):
+    if last.get("status") != statuses.FAILED or not isinstance(last.get("id"), int):
         return None
     return last["id"] if ledger_count < max_reruns else None

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from config import Settings
+from modules import statuses
 from modules.changes import (
     Change,
     CreateProject,
@@ -252,6 +253,6 @@ def _plan_reruns(index: ProjectIndex, settings: Settings, counts: dict[int, int]
         pipeline_id = rerun_candidate(project, done, settings.max_reruns)
         if pipeline_id is not None:
             result.changes.append(RerunPipeline(name, pipeline_id, managed[name].get("id")))
-        elif done and (project.get("lastPipeline") or {}).get("status") == "TASK_FAILED":
+        elif done and (project.get("lastPipeline") or {}).get("status") == statuses.FAILED:
             result.warnings.append(("rerun_limit_reached", {"project": name, "pipeline_id": last_id,
                                                             "reruns": done}))

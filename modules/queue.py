@@ -10,12 +10,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from modules import statuses
 from modules.api import DevLakeClient, DevLakeError
 
-# Everything DevLake still has to run or is running. `dequeuePipeline` takes TASK_CREATED,
-# TASK_RERUN and TASK_RESUME (backend/server/services/pipeline.go); `?pending=1` would miss
-# reruns (their old finishedAt is kept, §0 #16) and TASK_RESUME (§9.3), so each is counted.
-QUEUE_STATUSES = ("TASK_CREATED", "TASK_RERUN", "TASK_RUNNING", "TASK_RESUME")
+# Everything DevLake still has to run or is running (modules/statuses.py says why each is counted).
+QUEUE_STATUSES = statuses.IN_FLIGHT
 
 
 def read_pending(api: DevLakeClient) -> dict[str, int]:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from modules import statuses
 from modules.monitoring.state import (
     FAILURE_STATUSES,
     FINAL_STATUSES,
@@ -77,7 +78,7 @@ def parse_pipeline(raw) -> Observation:
         raise MalformedAnswer(f"pipeline {pid} has a bad timestamp: {exc}") from exc
     assert isinstance(pid, int) and isinstance(bid, int)  # checked above; tells the type checker
     finished, interrupted = times["finishedAt"], False
-    if status == "TASK_FAILED" and finished is None and times["updatedAt"] is not None:
+    if status == statuses.FAILED and finished is None and times["updatedAt"] is not None:
         # A DevLake start with RESUME_PIPELINES=false fails the pipelines that were
         # running and sets only `status` (backend/server/services/pipeline.go
         # markInterruptedPipelineAs; `docs/devlake-api.md` §9.3): updatedAt is when it failed.
@@ -224,7 +225,7 @@ def _note_status(state: MonitorState, stats: ProjectStats, obs: Observation) -> 
         return
     fin = obs.finished_at.timestamp()
     attr = ("last_failure" if obs.status in FAILURE_STATUSES else
-            "last_success" if obs.status == "TASK_COMPLETED" else None)
+            "last_success" if obs.status == statuses.COMPLETED else None)
     if attr and (getattr(stats, attr) is None or fin > getattr(stats, attr)):
         setattr(stats, attr, fin)
         state.dirty = True
@@ -238,7 +239,7 @@ def _interrupted_rerun(obs: Observation, tracked: dict[int, InFlight]) -> Observ
     failure time is then its updatedAt, as for a first run that was interrupted.
     """
     entry = tracked.get(obs.pipeline_id)
-    if (obs.status != "TASK_FAILED" or entry is None or entry.prev_finish is None
+    if (obs.status != statuses.FAILED or entry is None or entry.prev_finish is None
             or entry.prev_finish != obs.finish_key or obs.updated_at is None or obs.finished_at is None
             or obs.updated_at <= obs.finished_at):
         return obs
@@ -317,9 +318,9 @@ def _count(state: MonitorState, cand: _Candidate, tz, summary: Summary) -> None:
         stats.last_finish = fin
         if failed:
             stats.consecutive_failures += 1
-        elif obs.status == "TASK_COMPLETED":
+        elif obs.status == statuses.COMPLETED:
             stats.consecutive_failures = 0
-    elif failed or obs.status == "TASK_COMPLETED":
+    elif failed or obs.status == statuses.COMPLETED:
         # Seen after a newer finish (a success the poller finds after a notified
         # failure, or finishes out of id order): recount instead of guessing.
         stats.consecutive_failures = _failures_since(state, cand.project, stats.last_success)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from modules import statuses
+
 REASONS = ("rate_limited", "unauthorized", "forbidden", "not_found", "timeout", "network", "interrupted", "other")
 MESSAGE_LIMIT = 500
 UNKNOWN = "unknown"  # plugin / subtask when the tasks cannot be read or name none
@@ -85,8 +87,8 @@ def explain(tasks, *, interrupted: bool = False) -> FailureDetail:
     pipeline's fate whatever its tasks say: they were marked failed with no message.
     """
     rows = [t for t in tasks or [] if isinstance(t, dict)]
-    failed = sorted((t for t in rows if t.get("status") == "TASK_FAILED"), key=_plan_order) or \
-        sorted((t for t in rows if t.get("status") == "TASK_CANCELLED"), key=_plan_order)
+    failed = sorted((t for t in rows if t.get("status") == statuses.FAILED), key=_plan_order) or \
+        sorted((t for t in rows if t.get("status") == statuses.CANCELLED), key=_plan_order)
     if not failed:
         return FailureDetail("interrupted" if interrupted else "other")
     task = failed[0]

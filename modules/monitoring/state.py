@@ -16,6 +16,7 @@ from pathlib import Path
 
 import structlog
 
+from modules import statuses
 from utils.statefile import CorruptStateFile, atomic_write_json, read_json
 
 STATE_FILE = "monitor_state.json"
@@ -25,11 +26,10 @@ READABLE_VERSIONS = (1, 2)
 # Ad-hoc pipelines (blueprintId 0) and blueprints without a project (README, Metrics).
 NO_PROJECT = "(no project)"
 
-IN_FLIGHT_STATUSES = ("TASK_CREATED", "TASK_RERUN", "TASK_RESUME", "TASK_RUNNING")
-FINAL_STATUSES = ("TASK_COMPLETED", "TASK_FAILED", "TASK_PARTIAL", "TASK_CANCELLED")
-ALL_STATUSES = IN_FLIGHT_STATUSES + FINAL_STATUSES
-# `docs/devlake-api.md` §9.3: PARTIAL means some tasks failed (skipOnFail); CANCELLED is a user action.
-FAILURE_STATUSES = ("TASK_FAILED", "TASK_PARTIAL")
+IN_FLIGHT_STATUSES = statuses.IN_FLIGHT
+FINAL_STATUSES = statuses.FINAL
+ALL_STATUSES = statuses.ALL
+FAILURE_STATUSES = statuses.FAILURES
 
 log = structlog.get_logger("monitor")
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from config import without_password
+from modules import statuses
 from modules.monitoring.state import FAILURE_STATUSES, NO_PROJECT, MonitorState, ProjectStats
 
 STATES = ("failing", "stuck", "never", "stale", "healthy")
@@ -89,7 +90,7 @@ def classify(stats: ProjectStats, in_flight_since: float | None, now: float,
              thresholds: Thresholds) -> tuple[str, float | None]:
     """(state, since) of one project; see the module docstring for the rules."""
     failed_last = stats.last_status in FAILURE_STATUSES or (
-        stats.last_status != "TASK_COMPLETED" and stats.consecutive_failures > 0)
+        stats.last_status != statuses.COMPLETED and stats.consecutive_failures > 0)
     if failed_last:
         return "failing", stats.last_success
     if in_flight_since is not None and now - in_flight_since > thresholds.stuck_after:

@@ -13,13 +13,14 @@ import json
 from datetime import datetime
 from html import escape
 
+from modules import statuses
 from modules.monitoring.status_assets import CSP, CSS, JS
 from modules.monitoring.status_model import STATES, Row, StatusModel, snapshot
 
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 REASON_CHARS = 240  # the page shows this much of an error; /status.json has all of it
 HEALTHY_OPEN_MAX = 100  # more healthy projects than this: their section starts collapsed
-QUEUED = ("TASK_CREATED", "TASK_RERUN")
+QUEUED = statuses.QUEUED
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "Cache-Control": "no-store", "Vary": "Accept-Encoding"}
 LABELS = {"failing": "failing", "stuck": "stuck", "never": "never collected", "stale": "stale",
