@@ -1,4 +1,4 @@
-"""README.md's operations section documents every setting, metric, alert and panel."""
+"""The operations docs (docs/configuration.md, metrics.md, operations.md) document every setting, metric, alert and panel."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,8 @@ import re
 
 from deploy_support import CONTRACT_METRICS, ROOT, dashboards, iter_panels, prometheus_rules
 
-DOC = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## Operations\n", 1)[1]
+DOC = "\n".join((ROOT / "docs" / name).read_text(encoding="utf-8")
+                for name in ("configuration.md", "metrics.md", "operations.md"))
 
 
 def _documented_names() -> set[str]:
