@@ -11,6 +11,7 @@ import re
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
 
 import structlog
 
@@ -39,7 +40,7 @@ class MetricsServer:
     Port 0 binds a free port (see `.port`).
     """
 
-    def __init__(self, monitor, addr: str, port: int, receiver=None, web: WebConfig | None = None):
+    def __init__(self, monitor: Served, addr: str, port: int, receiver=None, web: WebConfig | None = None):
         auth = BasicAuth(web.users) if web is not None and web.users else None
         handler = type("MonitorHandler", (_Handler,), {"monitor": monitor, "receiver": receiver, "auth": auth})
         self.tls = web is not None and web.tls is not None
@@ -89,8 +90,16 @@ class _TLSServer(ThreadingHTTPServer):
         return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), client
 
 
+class Served(Protocol):
+    """What the HTTP server reads of the monitor: pre-rendered exposition and health verdicts."""
+
+    def exposition(self, compressed: bool = False) -> bytes: ...
+    def health(self) -> tuple[int, dict]: ...
+    def liveness(self) -> tuple[int, dict]: ...
+
+
 class _Handler(BaseHTTPRequestHandler):
-    monitor = None  # set per server by MetricsServer
+    monitor: Served  # set per server by MetricsServer
     receiver = None  # a NotificationReceiver, or None: notifications are off
     auth: BasicAuth | None = None  # None: no basic auth configured
     protocol_version = "HTTP/1.1"

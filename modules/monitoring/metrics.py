@@ -113,7 +113,7 @@ def _failure_family(state):
 
 def _project_families(state):
     labels = ["project_name"]
-    fam = {
+    fam: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
         "failures": CounterMetricFamily("devlake_project_failures", "Failed pipelines (TASK_FAILED or "
                                         "TASK_PARTIAL) per project; starts at 0", labels=labels),
         "runs": CounterMetricFamily("devlake_project_runs", "Finished pipelines (any final status) per project; "
