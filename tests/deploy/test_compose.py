@@ -100,7 +100,7 @@ def test_docker_compose_config_accepts_the_example_env(tmp_path, profile):
     result = run(cmd + args + ["config", "--format", "json"], cwd=tmp_path, env=_compose_env())
     assert result.returncode == 0, result.stderr
     model = json.loads(result.stdout)
-    expected = {"devlake-automation", "devlake-monitor", "prometheus", "grafana"}
+    expected = {"devlake-automation", "devlake-monitor", "prometheus", "alertmanager", "grafana"}
     if profile:
         expected |= {"devlake", "devlake-config-ui", "devlake-mysql"}
     assert set(model["services"]) == expected
@@ -124,7 +124,7 @@ def test_docker_compose_refuses_to_start_without_required_settings(tmp_path, mis
 def test_services_and_profiles(compose):
     services = compose["services"]
     default = {n for n, s in services.items() if not s.get("profiles")}
-    assert default == {"devlake-automation", "devlake-monitor", "prometheus", "grafana"}
+    assert default == {"devlake-automation", "devlake-monitor", "prometheus", "alertmanager", "grafana"}
     optional = {n for n, s in services.items() if s.get("profiles")}
     assert optional == {"devlake", "devlake-config-ui", "devlake-mysql"}
     assert all(services[n]["profiles"] == ["devlake"] for n in optional)
