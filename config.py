@@ -102,6 +102,9 @@ class Settings:
     max_pending_pipelines: int = DEFAULT_MAX_PENDING_PIPELINES
     trigger_new_blueprints: bool = True
     max_reruns: int = 1
+    # A managed blueprint whose scope left its connection's complete listing this many days ago is
+    # retired (disabled, labelled); 0 retires at once, None (`off`) neither marks nor retires.
+    retire_missing_after_days: int | None = 7
     retry_failed_after_minutes: float = 30.0
     retry_failed_times: int = 3
     scope_config_entities: tuple[str, ...] | None = None
@@ -276,6 +279,15 @@ def _parse_refresh(value: str) -> float:
     return number
 
 
+def _parse_days_or_off(value: str) -> int | None:
+    if value.lower() == "off":
+        return None
+    days = int(value)
+    if days < 0:
+        raise ValueError(value)
+    return days
+
+
 def _parse_time_of_day(value: str) -> str:
     if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?", value):
         raise ValueError
@@ -347,6 +359,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         max_pending_pipelines=r.number("MAX_PENDING_PIPELINES", DEFAULT_MAX_PENDING_PIPELINES, int, 0),
         trigger_new_blueprints=r.boolean("TRIGGER_NEW_BLUEPRINTS", True),
         max_reruns=r.number("MAX_RERUNS", 1, int, 0),
+        retire_missing_after_days=r.convert("RETIRE_MISSING_AFTER_DAYS", 7, _parse_days_or_off,
+                                            "a number of days >= 0, or off"),
         retry_failed_after_minutes=r.number("RETRY_FAILED_AFTER_MINUTES", 30.0, float, 0.1),
         retry_failed_times=r.number("RETRY_FAILED_TIMES", 3, int, 0),
         scope_config_entities=r.convert(

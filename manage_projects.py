@@ -21,6 +21,7 @@ Environment (all problems are reported together; exit 2; README.md, Configuratio
   TRIGGER_NEW_BLUEPRINTS       start first collections (true)
   MAX_PENDING_PIPELINES        start collections only while DevLake's queue is below this (10)
   MAX_RERUNS                   reruns of a failed pipeline (1)
+  RETIRE_MISSING_AFTER_DAYS    disable a blueprint whose repository left upstream this long ago (7, 0, off)
   RETRY_FAILED_AFTER_MINUTES   retry a run's failed items this much later, same day (30)
   RETRY_FAILED_TIMES           at most this often per day (3)
   DEVLAKE_TIMEOUT_SECONDS, DEVLAKE_MAX_CONCURRENCY, DEVLAKE_HTTP_RETRIES,
@@ -97,6 +98,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                                 dry_run=args.dry_run)
         if args.dry_run and code != ExitCode.UNUSABLE:
             print(f"Plan ({len(report.plan.changes)} changes; nothing was written):")
+            print("  lifecycle: " + ", ".join(f"{k} {v}" for k, v in report.lifecycle_counts().items()))
             print("\n".join("  " + line for line in report.plan.render()))
         return code
     stop = threading.Event()

@@ -106,6 +106,7 @@ class PatchBlueprint:
     project: str
     fields: dict
     before: dict = field(default_factory=dict)
+    lifecycle: str = ""  # mark / retire / restore (modules/lifecycle.py), with its date if any
     kind = "blueprint"
     phase = Phase.BLUEPRINTS
 
@@ -113,10 +114,15 @@ class PatchBlueprint:
     def target(self) -> str:
         return self.project
 
+    @property
+    def lifecycle_action(self) -> str:
+        return self.lifecycle.split(" ", 1)[0]
+
     def describe(self) -> str:
-        # labels and isManual follow the cron (modules/schedule.py): the cron line says it all
-        return ", ".join(f"{k}: {self.before.get(k)!r} -> {v!r}" for k, v in sorted(self.fields.items())
-                         if k not in ("connections", "labels", "isManual")) or "set fields"
+        # labels and isManual follow the cron (modules/schedule.py) or the lifecycle: those say it all
+        changed = ", ".join(f"{k}: {self.before.get(k)!r} -> {v!r}" for k, v in sorted(self.fields.items())
+                            if k not in ("connections", "labels", "isManual"))
+        return ", ".join(p for p in (self.lifecycle, changed) if p) or "set fields"
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,6 +178,7 @@ class Plan:
     problems: list[str] = field(default_factory=list)          # items that could not be planned
     warnings: list[tuple[str, dict]] = field(default_factory=list)  # (event, fields) to log
     deferred: list[Change] = field(default_factory=list)  # dry-run: triggers over the queue budget
+    refused: int = 0  # missing scopes not marked: their connection's mass absence was refused
 
     def render(self) -> list[str]:
         ordered = sorted(self.changes, key=lambda c: (c.phase, c.kind, c.target))

@@ -17,7 +17,7 @@ import structlog
 from config import Settings
 from modules.api import DevLakeClient, DevLakeError
 from modules.applier import Applier, split_by_budget
-from modules.changes import CollectionChange, Outcome, Plan, RerunPipeline, Result, TriggerBlueprint
+from modules.changes import CollectionChange, Outcome, PatchBlueprint, Plan, RerunPipeline, Result, TriggerBlueprint
 from modules.collection import RerunLedger
 from modules.observe import Observed, observe
 from modules.planner import plan as make_plan
@@ -55,9 +55,22 @@ class RunReport:
         """Triggers left to their cron minute or a later run (in a dry run: that would be)."""
         return len(self.plan.deferred) if self.dry_run else self.count(Outcome.DEFERRED)
 
+    def lifecycle_counts(self) -> dict[str, int]:
+        """Blueprints marked missing, retired and restored (in a dry run: that would be), and
+        missing scopes left unmarked by the mass-absence guard (modules/lifecycle.py)."""
+        if self.dry_run:
+            done = [c for c in self.plan.changes if isinstance(c, PatchBlueprint)]
+        else:
+            done = [r.change for r in self.results if isinstance(r.change, PatchBlueprint)
+                    and r.outcome is Outcome.UPDATED]
+        actions = Counter(c.lifecycle_action for c in done if isinstance(c, PatchBlueprint) and c.lifecycle)
+        return {"marked": actions["mark"], "retired": actions["retire"], "restored": actions["restore"],
+                "refused": self.plan.refused}
+
     def as_log_fields(self) -> dict:
         counts = {o.value: self.count(o) for o in Outcome}
         counts.update(unchanged=self.unchanged, failed=self.failed, deferred=self.deferred)
+        counts.update(self.lifecycle_counts())
         actions = Counter(f"{r.change.kind}_{r.outcome.value}" for r in self.results)
         return {**counts, "planned": len(self.plan.changes), "actions": dict(sorted(actions.items()))}
 

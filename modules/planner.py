@@ -22,6 +22,7 @@ from modules.changes import (
 )
 from modules.collection import rerun_candidate
 from modules.connection import desired_scope_config, find_by_name
+from modules.lifecycle import Lifecycle, plan_lifecycle
 from modules.observe import ConnectionView, Observed
 from modules.projects import (
     ProjectIndex,
@@ -47,13 +48,28 @@ def plan(observed: Observed, settings: Settings, now: datetime,
     if observed.projects is None or observed.blueprints is None:
         return result  # without the project index nothing below can be decided safely
     index = ProjectIndex.build(observed.projects, observed.blueprints)
+    lifecycle = _plan_lifecycle(index, observed, settings, now, result)
     drafts = _plan_new_blueprints(index, scopes, settings, now, result)
-    crons = _plan_crons(index, drafts, settings, now, result)
+    crons = _plan_crons(index, drafts, lifecycle.retired, settings, now, result)
     _add_new_projects(drafts, crons, settings, result)
-    _plan_managed_blueprints(index, crons, settings, now, result)
-    _plan_first_collections(index, settings, result)
-    _plan_reruns(index, settings, rerun_counts or {}, result)
+    _plan_managed_blueprints(index, crons, lifecycle, settings, now, result)
+    _plan_first_collections(index, lifecycle.retired, settings, result)
+    _plan_reruns(index, lifecycle.retired, settings, rerun_counts or {}, result)
     return result
+
+
+def _plan_lifecycle(index: ProjectIndex, observed: Observed, settings: Settings, now: datetime,
+                    result: Plan) -> Lifecycle:
+    """Marks, retirements and restorations of managed blueprints (modules/lifecycle.py)."""
+    lifecycle = plan_lifecycle(index.managed_blueprints(), observed.connections,
+                               settings.retire_missing_after_days, now.astimezone(settings.timezone).date())
+    for refusal in lifecycle.refusals:
+        result.warnings.append(("missing_scopes_refused", {
+            "connection": refusal.connection, "missing": refusal.missing, "managed": refusal.managed,
+            "hint": "too many scopes vanished at once, so none is marked or retired: check that the "
+                    "connection's token still has access to its organisations and groups"}))
+    result.refused = lifecycle.refused
+    return lifecycle
 
 
 def _plan_connection(view: ConnectionView, settings: Settings, result: Plan) -> list[tuple[ScopeRef, bool]]:
@@ -148,12 +164,14 @@ def _plan_new_blueprints(index: ProjectIndex, scopes: list[tuple[ScopeRef, bool]
     return drafts
 
 
-def _plan_crons(index: ProjectIndex, drafts: list[_Draft], settings: Settings, now: datetime,
-                result: Plan) -> dict[int, CronChange]:
+def _plan_crons(index: ProjectIndex, drafts: list[_Draft], retired: set[int], settings: Settings,
+                now: datetime, result: Plan) -> dict[int, CronChange]:
     """Cron changes by blueprint id (negative: the drafts' placeholders), over existing and new
-    managed blueprints at once so that both get consistent slots (modules/schedule.py)."""
+    managed blueprints at once so that both get consistent slots (modules/schedule.py).
+    Retired blueprints take no slot and keep their cron."""
     placeholders = [d.as_blueprint(-i) for i, d in enumerate(drafts, start=1)]
-    schedule = plan_schedule(index.managed_blueprints() + placeholders, window=settings.collection_window,
+    active = [bp for bp in index.managed_blueprints() if bp["id"] not in retired]
+    schedule = plan_schedule(active + placeholders, window=settings.collection_window,
                              on=now.astimezone(settings.timezone).date(), tz=settings.timezone,
                              devlake_tz=settings.devlake_timezone, forced_cron=settings.blueprint_cron)
     if schedule.kept:
@@ -189,19 +207,30 @@ def _add_new_projects(drafts: list[_Draft], crons: dict[int, CronChange], settin
             result.changes.append(TriggerBlueprint(draft.name, draft.blueprint_id))
 
 
-def _plan_managed_blueprints(index: ProjectIndex, crons: dict[int, CronChange], settings: Settings,
-                             now: datetime, result: Plan) -> None:
-    """One PATCH per managed blueprint whose timeAfter or cron must change, with both."""
+def _plan_managed_blueprints(index: ProjectIndex, crons: dict[int, CronChange], lifecycle: Lifecycle,
+                             settings: Settings, now: datetime, result: Plan) -> None:
+    """One PATCH per managed blueprint whose timeAfter, cron or lifecycle must change, with all.
+
+    A retired blueprint is left as it is (no timeAfter or cron); its retirement PATCH changes
+    only its labels and `enable`.
+    """
     target = time_after_target(settings, now)
     for bp in sorted(index.managed_blueprints(), key=lambda b: b["id"]):
         name = str(bp.get("projectName") or bp.get("name"))
-        fields, before = _time_after_fields(bp, name, target, result)
+        fields, before = ({}, {}) if bp["id"] in lifecycle.retired else _time_after_fields(bp, name, target, result)
         cron = crons.get(bp["id"])
         if cron is not None:
             fields.update(cron.body())
             before.update(cronConfig=cron.current, isManual=bp.get("isManual"), labels=bp.get("labels"))
+        life = lifecycle.changes.get(bp["id"])
+        if life is not None:  # one PATCH for both: labels are replaced whole, two would race
+            fields["labels"] = life.relabel(fields.get("labels", bp.get("labels") or []))
+            before["labels"] = bp.get("labels")
+            if life.enable is not None:
+                fields["enable"], before["enable"] = life.enable, bp.get("enable")
         if fields:
-            result.changes.append(PatchBlueprint(bp["id"], name, fields, before))
+            result.changes.append(PatchBlueprint(bp["id"], name, fields, before,
+                                                 life.describe() if life is not None else ""))
         else:
             result.unchanged += 1
 
@@ -226,7 +255,7 @@ def _time_after_fields(bp: dict, name: str, target: str, result: Plan) -> tuple[
     return {"timeAfter": target}, {"timeAfter": bp.get("timeAfter")}
 
 
-def _plan_first_collections(index: ProjectIndex, settings: Settings, result: Plan) -> None:
+def _plan_first_collections(index: ProjectIndex, retired: set[int], settings: Settings, result: Plan) -> None:
     """Managed blueprints that never collected (e.g. deferred by the queue budget in an earlier run).
 
     A blueprint disabled or switched to manual by hand is left alone: DevLake refuses to
@@ -238,13 +267,14 @@ def _plan_first_collections(index: ProjectIndex, settings: Settings, result: Pla
         project = index.projects.get(str(bp.get("projectName")))
         if project is None or not never_collected(project):
             continue
-        if bp.get("enable") is False or bp.get("isManual"):
+        if bp.get("enable") is False or bp.get("isManual") or bp["id"] in retired:
             continue
         result.changes.append(TriggerBlueprint(str(bp.get("projectName")), bp["id"]))
 
 
-def _plan_reruns(index: ProjectIndex, settings: Settings, counts: dict[int, int], result: Plan) -> None:
-    managed = {bp.get("projectName"): bp for bp in index.managed_blueprints()}
+def _plan_reruns(index: ProjectIndex, retired: set[int], settings: Settings, counts: dict[int, int],
+                 result: Plan) -> None:
+    managed = {bp.get("projectName"): bp for bp in index.managed_blueprints() if bp["id"] not in retired}
     for name, project in sorted(index.projects.items()):
         if name not in managed:
             continue

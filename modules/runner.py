@@ -72,6 +72,7 @@ def write_last_run(state_dir: Path, code: int, report: RunReport, duration: floa
             "finished_at": now.isoformat(), "finished_at_epoch": epoch, "outcome": outcome,
             "exit_code": int(code), "created": changed,
             "unchanged": report.unchanged, "failed": report.failed, "deferred": report.deferred,
+            **report.lifecycle_counts(),
             "duration_seconds": round(duration, 3),
             "last_success_epoch": epoch if code == ExitCode.OK else previous.get("last_success_epoch"),
         })

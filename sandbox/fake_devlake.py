@@ -173,6 +173,11 @@ class FakeDevLake:
             tree.add_scope(entry_id, name, full, parent_id, sid, data)
             return sid
 
+    def remove_remote_scope(self, plugin: str, connection_id: int, scope_id: str | int) -> None:
+        """The scope is gone upstream: no longer listed by remote-scopes; DevLake's own data stays."""
+        with self._state.lock:
+            self._state.plugins.tree(plugin, connection_id).remove_scope(str(scope_id))
+
     def add_scope(self, plugin: str, connection_id: int, data: dict, scope_config_id: int = 0) -> None:
         """A scope DevLake already tracks (no request is logged, no GitHub call counted)."""
         with self._state.lock:
@@ -184,7 +189,8 @@ class FakeDevLake:
             return self._state.plugins.create_config(plugin, connection_id, {"name": name, **fields})["id"]
 
     def add_project(self, name: str, *, description: str = "", scopes=(), labels=(),
-                    time_after: datetime | None = None, metrics: list[dict] | None = None) -> int:
+                    time_after: datetime | None = None, metrics: list[dict] | None = None,
+                    enable: bool = True) -> int:
         """Create a project and its blueprint as POST /projects does; optionally connect
         (plugin, connectionId, scopeId) scopes. Returns the blueprint id."""
         with self._state.lock:
@@ -200,6 +206,8 @@ class FakeDevLake:
                                         for (p, c), s in connections.items()]
             if labels:
                 patch["labels"] = list(labels)
+            if not enable:
+                patch["enable"] = False
             if patch:
                 projects.patch_blueprint(bp_id, patch)
             if time_after is not None:

@@ -51,6 +51,7 @@ class RemoteTree:
         self._scopes_under: dict[str | None, list[dict]] = {}
         self.scope_data: dict[str, dict] = {}  # scope id → data, to reuse for duplicates
         self.unique_scopes: dict[str, dict] = {}  # scope id → first entry (for search)
+        self._entries: dict[str, list[dict]] = {}  # scope id → its entries under every group
 
     def add_group(self, group_id: str, name: str, parent_id: str | None, full_name: str | None) -> dict:
         if self.plugin in TOP_LEVEL_ONLY:
@@ -74,7 +75,18 @@ class RemoteTree:
         self._scopes_under.setdefault(parent_id, []).append(entry)
         self.scope_data.setdefault(scope_id, data)
         self.unique_scopes.setdefault(scope_id, entry)
+        self._entries.setdefault(scope_id, []).append(entry)
         return entry
+
+    def remove_scope(self, scope_id: str) -> None:
+        """The repository is gone upstream (deleted, transferred, renamed): DevLake's remote-scopes
+        only relay the upstream listing (backend/plugins/<plugin>/api/remote_api.go),
+        so it vanishes from every group; DevLake's own scope row and blueprints stay."""
+        for entries in self._scopes_under.values():
+            entries[:] = [e for e in entries if all(e is not gone for gone in self._entries.get(scope_id, ()))]
+        self._entries.pop(scope_id, None)
+        self.scope_data.pop(scope_id, None)
+        self.unique_scopes.pop(scope_id, None)
 
     def group(self, group_id: str | None) -> dict | None:
         return self.groups.get(group_id) if group_id else None

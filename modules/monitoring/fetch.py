@@ -18,6 +18,7 @@ leaves the monitor exactly as it was, and the next poll asks again.
 from __future__ import annotations
 
 from modules.api import DevLakeClient, DevLakeNotFound
+from modules.lifecycle import is_retired
 from modules.monitoring.ledger import Batch, MalformedAnswer, Observation, parse_pipeline
 from modules.monitoring.state import FAILURE_STATUSES, IN_FLIGHT_STATUSES, NO_PROJECT
 
@@ -38,7 +39,7 @@ class Fetcher:
         """One poll's reads, in an order where later observations are fresher."""
         batch = Batch()
         if refresh:
-            batch.projects = self._refresh_projects(batch.observations)
+            batch.projects = self._refresh_projects(batch.observations, batch.retired)
             for status in FAILURE_STATUSES:
                 self._scan(batch.observations, floor, "finished_at", status=status)
         in_flight: set[int] = set()
@@ -77,7 +78,9 @@ class Fetcher:
             return NO_PROJECT  # ad-hoc run (POST /pipelines, §9.1)
         return self.blueprints.get(obs.blueprint_id)
 
-    def _refresh_projects(self, out: list[Observation]) -> list[str]:
+    def _refresh_projects(self, out: list[Observation], retired: set[str]) -> list[str]:
+        """Every project name; fills `retired` with those whose blueprint the automation retired
+        (the list embeds each project's blueprint with its labels, `docs/devlake-api.md` §7)."""
         names: list[str] = []
         mapping: dict[int, str | None] = {}
         for project in self.client.iter_projects():
@@ -89,6 +92,8 @@ class Fetcher:
             bid = blueprint.get("id") if isinstance(blueprint, dict) else None
             if isinstance(bid, int) and bid:
                 mapping[bid] = name
+            if isinstance(blueprint, dict) and is_retired(blueprint):
+                retired.add(name)
             last = project.get("lastPipeline")  # omitted when the project never ran (§7)
             if isinstance(last, dict) and last.get("id"):
                 out.append(parse_pipeline({"blueprintId": bid or 0, **last}))

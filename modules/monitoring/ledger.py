@@ -101,6 +101,7 @@ class Batch:
 
     observations: list[Observation] = field(default_factory=list)
     projects: list[str] | None = None  # every project name, when the list was refreshed
+    retired: set[str] = field(default_factory=set)  # of those, the ones the automation retired
     missing: set[int] = field(default_factory=set)  # in-flight ids that now answer 404
     pending: dict[str, int] = field(default_factory=dict)  # DevLake's in-flight pipelines by status
 
@@ -132,6 +133,7 @@ def apply_batch(state: MonitorState, batch: Batch, *, project_of: Callable[[Obse
         state.floor = now - lookback_seconds
     if batch.projects is not None:
         _sync_projects(state, batch.projects, summary)
+        state.retired = batch.retired & set(batch.projects)
     watermark, tracked = state.watermark, dict(state.in_flight)
     candidates: dict[str, _Candidate] = {}
     for obs in batch.observations:

@@ -21,7 +21,9 @@ from modules.monitoring.state import NO_PROJECT
 
 ERROR_REASONS = ("unreachable", "auth", "http_error", "malformed", "internal")
 AUTOMATION_FILE = "automation_last_run.json"
-AUTOMATION_ITEMS = ("created", "unchanged", "failed", "deferred")  # deferred: over the queue budget
+# deferred: over the queue budget; marked, retired, restored: blueprints whose scope left or came back
+# upstream, refused: missing scopes a mass absence kept unmarked (modules/lifecycle.py)
+AUTOMATION_ITEMS = ("created", "unchanged", "failed", "deferred", "marked", "retired", "restored", "refused")
 POLL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 # Push answers in well under a second; a poll within POLL_INTERVAL_SECONDS (300 s by
 # default); the hourly re-scan and catching up after an outage take longer.
@@ -133,6 +135,12 @@ def _project_families(state):
     status = GaugeMetricFamily("devlake_project_last_pipeline_status",
                                "1, labelled with the status of the project's newest pipeline",
                                labels=["project_name", "status"])
+    # 1 only for retired projects, so per-project alert rules can leave them out with
+    # `unless on(project_name) devlake_project_retired == 1` (prometheus/alerts.yml)
+    retired = GaugeMetricFamily("devlake_project_retired", "1 for a project whose blueprint the automation "
+                                "retired: its repository left upstream", labels=["project_name"])
+    for name in sorted(state.retired & set(state.projects)):
+        retired.add_metric([name], 1.0)
     since = _in_flight_since(state)
     for name, stats in state.projects.items():
         fam["failures"].add_metric([name], stats.failures)
@@ -146,6 +154,7 @@ def _project_families(state):
             status.add_metric([name, stats.last_status], 1.0)
     yield from fam.values()
     yield status
+    yield retired
     yield GaugeMetricFamily("devlake_projects", "Projects known in DevLake",
                             value=len(set(state.projects) - {NO_PROJECT}))
 

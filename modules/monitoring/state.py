@@ -119,6 +119,9 @@ class MonitorState:
     # Project-list sweeps a known project was missing from in a row (not saved: a
     # restart only delays a removal by one sweep).
     absent: dict[str, int] = field(default_factory=dict)
+    # Projects whose blueprint the automation retired (modules/lifecycle.py), from the last project
+    # list (not saved: the first poll after a restart reads the list).
+    retired: set[str] = field(default_factory=set)
     dirty: bool = False
 
     def prune(self, cutoff: float) -> int:

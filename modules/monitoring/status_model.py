@@ -10,7 +10,10 @@ rules the page and /status.json share:
 * never: no successful collection seen (the monitor sees history from its first
   start, MONITOR_LOOKBACK_HOURS back, plus each project's latest pipeline);
 * stale: the last success is older than STALE_AFTER_HOURS;
-* healthy: the rest.
+* healthy: the rest;
+* retired: before all of these, a project whose blueprint the automation retired (disabled and
+  labelled `devlake-automation/retired`, modules/lifecycle.py): its repository left upstream, so
+  its failures are no one's to fix. Listed last.
 
 The first rule that matches wins, in that order, which is also the page's order.
 """
@@ -23,8 +26,8 @@ from config import without_password
 from modules import statuses
 from modules.monitoring.state import FAILURE_STATUSES, NO_PROJECT, MonitorState, ProjectStats
 
-STATES = ("failing", "stuck", "never", "stale", "healthy")
-TROUBLE = STATES[:-1]
+STATES = ("failing", "stuck", "never", "stale", "healthy", "retired")
+TROUBLE = STATES[:4]
 _RANK = {state: rank for rank, state in enumerate(STATES)}
 
 
@@ -130,7 +133,8 @@ def build_rows(state: MonitorState, now: float, thresholds: Thresholds, ui_url: 
     rows = []
     for name, stats in state.projects.items():
         since_flight = in_flight.get(name)
-        status, since = classify(stats, since_flight, now, thresholds)
+        status, since = ("retired", None) if name in state.retired else classify(
+            stats, since_flight, now, thresholds)
         if name == NO_PROJECT and status not in ("failing", "stuck"):
             continue  # ad-hoc pipelines are no project: shown only when they are in trouble
         rows.append(Row(name, status, since, stats.last_status, stats.last_success, stats.last_failure,

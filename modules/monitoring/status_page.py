@@ -15,7 +15,7 @@ from html import escape
 
 from modules import statuses
 from modules.monitoring.status_assets import CSP, CSS, JS
-from modules.monitoring.status_model import STATES, Row, StatusModel, snapshot
+from modules.monitoring.status_model import STATES, TROUBLE, Row, StatusModel, snapshot
 
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 REASON_CHARS = 240  # the page shows this much of an error; /status.json has all of it
@@ -24,7 +24,7 @@ QUEUED = statuses.QUEUED
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "Cache-Control": "no-store", "Vary": "Accept-Encoding"}
 LABELS = {"failing": "failing", "stuck": "stuck", "never": "never collected", "stale": "stale",
-          "healthy": "healthy"}
+          "healthy": "healthy", "retired": "retired"}
 
 
 def age(seconds: float) -> str:
@@ -55,9 +55,10 @@ def render_html(model: StatusModel) -> str:
     """The whole page as one string."""
     when = _Times(model.tz)
     counts = model.counts
-    trouble = [r for r in model.rows if r.state != "healthy"]
+    trouble = [r for r in model.rows if r.state in TROUBLE]
     healthy = [r for r in model.rows if r.state == "healthy"]
-    title = ", ".join(f"{counts[s]} {LABELS[s]}" for s in STATES[:-1] if counts[s]) or "all healthy"
+    retired = [r for r in model.rows if r.state == "retired"]
+    title = ", ".join(f"{counts[s]} {LABELS[s]}" for s in TROUBLE if counts[s]) or "all healthy"
     refresh = (f'<meta http-equiv="refresh" content="{model.refresh_seconds:g}">'
                if model.refresh_seconds else "")
     parts = [
@@ -72,9 +73,17 @@ def render_html(model: StatusModel) -> str:
         f'<details id="healthy"{" open" if len(healthy) <= HEALTHY_OPEN_MAX else ""}>'
         f"<summary>Healthy projects ({len(healthy)})</summary>",
         _table(healthy, model, when, "healthy-rows") if healthy else '<p class="empty">None.</p>',
-        f"</details><script>{JS}</script></body></html>",
+        "</details>", _retired_section(retired, model, when), f"<script>{JS}</script></body></html>",
     ]
     return "".join(parts)
+
+
+def _retired_section(rows: list[Row], model: StatusModel, when: _Times) -> str:
+    """Retired projects (their repository left upstream), always collapsed: nothing to act on."""
+    if not rows:
+        return ""
+    return (f'<details id="retired"><summary>Retired projects ({len(rows)})</summary>'
+            f'{_table(rows, model, when, "retired-rows")}</details>')
 
 
 def _header(model: StatusModel, when: _Times, counts: dict[str, int]) -> str:

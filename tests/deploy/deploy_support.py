@@ -36,6 +36,7 @@ CONTRACT_METRICS: dict[str, str] = {
     "devlake_project_consecutive_failures": "gauge",
     "devlake_project_pipeline_in_flight_since_timestamp_seconds": "gauge",
     "devlake_projects": "gauge",
+    "devlake_project_retired": "gauge",  # {project_name} 1, only for retired projects (may be absent)
     "devlake_up": "gauge",
     "devlake_monitor_last_poll_success_timestamp_seconds": "gauge",
     "devlake_monitor_poll_duration_seconds": "histogram",

@@ -109,6 +109,8 @@ def real_exposition(tmp_path_factory) -> str:
         fake.add_pipeline(api, "TASK_COMPLETED", finished_at=now - timedelta(hours=3))
         fake.add_pipeline(api, "TASK_FAILED", finished_at=now - timedelta(hours=1))
         fake.add_pipeline(web, "TASK_RUNNING", began_at=now - timedelta(minutes=20))
+        # devlake_project_retired: a blueprint the automation retired (modules/lifecycle.py)
+        fake.add_project("github/gone", labels=["devlake-automation/retired"], enable=False)
         fake.add_connection("github", "github-main")  # devlake_connection_* (one check in --once)
         monitor = run([python(), "blueprint_monitor.py", "--once"], timeout=60, cwd=ROOT, env=env)
         assert monitor.returncode == 0, monitor.stderr

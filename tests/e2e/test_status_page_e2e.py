@@ -62,7 +62,7 @@ def test_status_json_has_the_same_order_and_gzip_is_honoured(monitor_status_worl
     url, _ = monitor_status_world
     data = requests.get(f"{url}/status.json", timeout=5).json()
     assert [(p["project"], p["state"]) for p in data["projects"]] == STATUS_ORDER
-    assert data["counts"] == {"failing": 2, "stuck": 1, "never": 1, "stale": 1, "healthy": 1}
+    assert data["counts"] == {"failing": 2, "stuck": 1, "never": 1, "stale": 1, "healthy": 1, "retired": 0}
     assert data["projects"][1]["reason"] == "rate_limited"
     assert data["monitor"]["up"] is True
     raw = requests.get(f"{url}/", headers={"Accept-Encoding": "gzip"}, timeout=5, stream=True).raw

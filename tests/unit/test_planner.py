@@ -37,7 +37,13 @@ def repo(i, name=None, full=None):
     return {"githubId": i, "name": name, "fullName": full or f"org/{name}", "HTMLUrl": f"https://gh/org/{name}"}
 
 
-def observed(remote=(), existing=(), configs=(CONFIG,), projects=(), blueprints=()):
+def observed(remote=None, existing=None, configs=(CONFIG,), projects=(), blueprints=()):
+    """None: DevLake has the blueprints' scopes (configured) / upstream lists what DevLake has."""
+    if existing is None:
+        existing = [dict(repo(int(s["scopeId"])), scopeConfigId=3) for bp in blueprints
+                    for c in bp.get("connections") or [] for s in c["scopes"] if s["scopeId"].isdigit()]
+    if remote is None:
+        remote = existing
     view = ConnectionView(GH, {str(r["githubId"]): r for r in existing}, list(configs),
                           RemoteScopes({str(r["githubId"]): r for r in remote}))
     return Observed([view], list(projects), list(blueprints))

@@ -105,7 +105,7 @@ def test_window_crossing_midnight_in_utc_and_another_devlake_zone():
 def test_blueprint_cron_forces_one_cron_on_daemon_owned_blueprints():
     forced = settings(BLUEPRINT_CRON="0 3 * * *")
     bps = settled([managed_bp(1, "p1", 1), managed_bp(2, "p2", 2)]) + [managed_bp(3, "hand", 3, cron="5 5 * * *")]
-    p = plan(observed(remote=[repo(4)], blueprints=bps), forced, NOW)
+    p = plan(observed(remote=[repo(i) for i in range(1, 5)], blueprints=bps), forced, NOW)
     (created,) = of(CreateProject, p)
     assert created.blueprint["cronConfig"] == "0 3 * * *"
     assert created.blueprint["labels"] == [MANAGED_LABEL, cron_label("0 3 * * *")]

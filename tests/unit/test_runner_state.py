@@ -115,6 +115,31 @@ def test_deferred_triggers_reach_the_last_run_file_and_the_monitors_gauge(tmp_pa
 
 
 
+def test_lifecycle_counts_reach_the_last_run_file_and_the_monitors_gauge(tmp_path):
+    import threading
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry
+
+    from modules.changes import PatchBlueprint
+    from modules.monitoring.metrics import StateCollector, read_automation
+    from modules.monitoring.state import MonitorState
+
+    run = report()
+    run.plan.refused = 7
+    run.results += [Result(PatchBlueprint(i, f"p{i}", {"enable": False}, lifecycle="retire (missing since x)"),
+                           Outcome.UPDATED) for i in range(2)]
+    run.results.append(Result(PatchBlueprint(9, "p9", {}, lifecycle="restore"), Outcome.FAILED, error="boom"))
+    assert run.lifecycle_counts() == {"marked": 0, "retired": 2, "restored": 0, "refused": 7}
+    write_last_run(tmp_path, 1, run, 1.0, datetime(2026, 11, 22, 11, 0, tzinfo=UTC))
+    registry = CollectorRegistry()
+    registry.register(StateCollector(SimpleNamespace(lock=threading.RLock(), state=MonitorState(),
+                                                     automation=read_automation(tmp_path / LAST_RUN))))
+    assert registry.get_sample_value("devlake_automation_last_run_items", {"outcome": "retired"}) == 2
+    assert registry.get_sample_value("devlake_automation_last_run_items", {"outcome": "refused"}) == 7
+    assert registry.get_sample_value("devlake_automation_last_run_items", {"outcome": "restored"}) == 0
+
+
 class DailyScheduler:
     """What run_daemon uses of schedule.Scheduler, on an injected clock. Like the library, it
     reschedules a job only after the job has returned."""

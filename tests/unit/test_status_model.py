@@ -98,6 +98,14 @@ def test_trouble_first_in_state_order_longest_trouble_first_then_names():
     ]
 
 
+def test_retired_wins_over_every_other_state_and_sorts_last():
+    state = state_of({"gone-failing": failed(2), "gone-stuck": ok(1), "a-healthy": ok(1), "z-failing": failed(3)},
+                     flights={"gone-stuck": 20})
+    state.retired = {"gone-failing", "gone-stuck"}
+    assert [(r.project, r.state) for r in build_rows(state, NOW, TH, None)] == [
+        ("z-failing", "failing"), ("a-healthy", "healthy"), ("gone-failing", "retired"), ("gone-stuck", "retired")]
+
+
 def test_oldest_flight_of_a_project_decides_and_rows_carry_the_failure_reason():
     stats = failed(5)
     stats.last_reason, stats.last_failed_subtask, stats.last_plugin = "rate limited", "collectApiIssues", "github"
@@ -172,7 +180,7 @@ def test_snapshot_reads_state_under_the_lock_and_the_header_facts():
     assert (model.now, model.devlake_url, model.ui_url, model.refresh_seconds) == (
         NOW, "http://devlake:8080", "http://ui:4000", 60.0)
     assert model.thresholds == Thresholds(360 * 60, 72 * HOUR)
-    assert model.counts == {"failing": 1, "stuck": 0, "never": 0, "stale": 0, "healthy": 0}
+    assert model.counts == {"failing": 1, "stuck": 0, "never": 0, "stale": 0, "healthy": 0, "retired": 0}
     monitor.last_success, monitor.last_error = NOW - 60, None
     assert snapshot(monitor).up is True
     monitor.last_error = "unreachable"

@@ -149,7 +149,7 @@ def test_json_has_the_same_rows_and_full_values():
     first = data["projects"][0]
     assert first["reason"] == long_reason and first["last_failure"] == "2025-08-08T13:00:00+07:00"
     assert first["since"] is None and first["url"] is None and first["plugin"] == "github"
-    assert data["counts"] == {"failing": 1, "stuck": 0, "never": 1, "stale": 0, "healthy": 0}
+    assert data["counts"] == {"failing": 1, "stuck": 0, "never": 1, "stale": 0, "healthy": 0, "retired": 0}
     assert data["monitor"] == {"up": True, "last_poll_success": "2025-08-08T13:58:00+07:00", "last_error": None}
     assert data["pending"] == {"TASK_RUNNING": 2}
     assert data["connections"] == [{"plugin": "gitlab", "connection_id": 3, "name": "gl", "up": None,
