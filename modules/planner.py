@@ -42,11 +42,13 @@ def plan(observed: Observed, settings: Settings, now: datetime,
          rerun_counts: dict[int, int] | None = None) -> Plan:
     """Every change the run should make, in no particular order (the applier orders by phase)."""
     result = Plan(problems=list(observed.failures))
+    if observed.projects is None or observed.blueprints is None:
+        # Without the project index no write is safe: a scope may already be in a hand-made
+        # project, and a new scope would be given a project on the next run anyway.
+        return result
     scopes: list[tuple[ScopeRef, bool]] = []  # (scope, new in this run)
     for view in observed.connections:
         scopes.extend(_plan_connection(view, settings, result))
-    if observed.projects is None or observed.blueprints is None:
-        return result  # without the project index nothing below can be decided safely
     index = ProjectIndex.build(observed.projects, observed.blueprints)
     lifecycle = _plan_lifecycle(index, observed, settings, now, result)
     drafts = _plan_new_blueprints(index, scopes, settings, now, result)

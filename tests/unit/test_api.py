@@ -37,9 +37,9 @@ def test_pagination_follows_page_and_count(client, requests_mock, monkeypatch):
 
 def test_projects_are_read_in_pages_of_100_one_at_a_time(client, requests_mock):
     # GET /projects costs DevLake several queries per project on the page (services/project.go)
-    body = {"count": 250, "projects": [{"name": f"p{i}"} for i in range(100)]}
-    requests_mock.get(f"{BASE}/projects", [{"json": body}, {"json": body},
-                                           {"json": {"count": 250, "projects": [{"name": "x"}] * 50}}])
+    def page(first: int, size: int) -> dict:
+        return {"json": {"count": 250, "projects": [{"name": f"p{i}"} for i in range(first, first + size)]}}
+    requests_mock.get(f"{BASE}/projects", [page(0, 100), page(100, 100), page(200, 50)])
     projects = client.iter_projects()
     next(projects)
     assert requests_mock.call_count == 1  # lazily: the next page only when this one is used up

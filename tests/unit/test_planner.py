@@ -166,7 +166,13 @@ def test_unreadable_parts_are_problems_not_guesses():
     obs.failures.append("scopes of github/1: boom")
     p = plan(obs, settings(), NOW)
     assert p.changes == [] and p.problems == ["scopes of github/1: boom"]
-    obs = observed(remote=[repo(1)])
-    obs.projects = None
-    p = plan(obs, settings(), NOW)
-    assert not of(CreateProject, p) and of(PutScopes, p)
+
+
+def test_an_unread_project_or_blueprint_list_plans_no_write_at_all():
+    # issue 21: a scope may already be in a hand-made project; even new scopes wait for a good read
+    for unread in ("projects", "blueprints"):
+        obs = observed(remote=[repo(1)])
+        setattr(obs, unread, None)
+        obs.failures.append(f"{unread}: malformed")
+        p = plan(obs, settings(), NOW)
+        assert p.changes == [] and p.problems == [f"{unread}: malformed"]
