@@ -55,6 +55,7 @@ from modules.monitoring.healthcheck import check_health
 from modules.monitoring.http import MetricsServer
 from modules.monitoring.monitor import Monitor, serve
 from modules.monitoring.notifications import NotificationReceiver
+from modules.version import version
 from utils.logging import configure_logging
 
 
@@ -62,6 +63,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="blueprint_monitor.py", description=__doc__.split("\n\n", 1)[0],
         epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     parser.add_argument("--once", action="store_true",
                         help="poll once (and check connections once), print the exposition to stdout, "
                              "exit 0 (1 if the poll failed)")
@@ -95,7 +97,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return ExitCode.UNUSABLE
     configure_logging(settings.log_level, settings.log_format, settings.timezone,
                       secrets=settings.secrets)
-    structlog.get_logger("monitor").info("monitor_started", once=args.once, config=settings.redacted())
+    structlog.get_logger("monitor").info("monitor_started", version=version(), once=args.once,
+                                         config=settings.redacted())
     monitor = build_monitor(settings, CollectorRegistry())
     if args.once:
         ok = monitor.poll_once()

@@ -52,6 +52,7 @@ from config import ConfigError, Settings, load_settings
 from modules.client import ExitCode, build_client
 from modules.doctor import run_doctor
 from modules.runner import heartbeat_fresh, run_daemon, run_once
+from modules.version import version
 from utils.logging import configure_logging
 
 log = structlog.get_logger("automation")
@@ -61,6 +62,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="manage_projects.py", description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="run one full cycle now and exit")
     mode.add_argument("--doctor", action="store_true",
@@ -86,7 +88,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if args.healthcheck:
         return ExitCode.OK if heartbeat_fresh(settings.state_dir) else ExitCode.PARTIAL
     configure_logging(settings.log_level, settings.log_format, settings.timezone, settings.secrets)
-    log.info("automation_started", mode=_mode(args), config=settings.redacted())
+    log.info("automation_started", version=version(), mode=_mode(args), config=settings.redacted())
     if args.doctor:
         code, checks = run_doctor(settings, build_client(settings))
         print("\n".join(c.render() for c in checks))

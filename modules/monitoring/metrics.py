@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from modules.monitoring.explain import reason_families
 from modules.monitoring.state import NO_PROJECT
+from modules.version import version
 
 ERROR_REASONS = ("unreachable", "auth", "http_error", "malformed", "internal")
 AUTOMATION_FILE = "automation_last_run.json"
@@ -50,6 +51,9 @@ class SelfMetrics:
                            registry=registry)
         self.state_write_errors = Counter("devlake_monitor_state_write_errors",
                                           "Failed writes of monitor_state.json", registry=registry)
+        # Which release is running, on every dashboard and alert: the node_exporter_build_info idiom.
+        Gauge("devlake_automation_build_info", "1, labelled with the version of devlake-automation",
+              ["version"], registry=registry).labels(version=version()).set(1)
         for reason in ERROR_REASONS:  # so increase() sees the first error of each kind
             self.errors.labels(reason=reason)
         self._notification_metrics(registry)
