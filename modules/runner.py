@@ -1,7 +1,6 @@
 """Running the automation: one cycle with its exit code, and the daily schedule around it."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -13,14 +12,14 @@ import schedule
 import structlog
 
 from config import Settings, without_password
+from modules import last_run
 from modules.api import DevLakeClient, DevLakeError
 from modules.changes import Outcome
 from modules.client import ExitCode, unusable_hint
 from modules.orchestrator import RunReport, run_cycle
 from modules.projects import time_after_target
-from utils.statefile import atomic_write_json
 
-LAST_RUN_FILE = "automation_last_run.json"
+LAST_RUN_FILE = last_run.FILE
 HEARTBEAT_FILE = "automation_heartbeat"
 HEARTBEAT_MAX_AGE_SECONDS = 180
 
@@ -49,7 +48,7 @@ def run_once(settings: Settings, client: DevLakeClient, now: datetime, *, dry_ru
 
 
 def _finish(settings: Settings, client: DevLakeClient, report: RunReport, code: int, duration: float,
-            now: datetime) -> None:
+            started: datetime) -> None:
     log.info("run_completed", exit_code=int(code), duration_seconds=round(duration, 3),
              api_calls=client.calls, mutating_calls=client.mutating_calls,
              stopped_early=report.stopped, dry_run=report.dry_run, **report.as_log_fields())
@@ -57,34 +56,29 @@ def _finish(settings: Settings, client: DevLakeClient, report: RunReport, code: 
         log.warning("run_failure", detail=failure)
     if report.dry_run:
         return
-    write_last_run(settings.state_dir, code, report, duration, now)
+    write_last_run(settings.state_dir, code, report, duration, started)
 
 
-def write_last_run(state_dir: Path, code: int, report: RunReport, duration: float, now: datetime) -> None:
-    """Leave the outcome where the monitor exposes it as metrics (devlake_automation_*)."""
+def write_last_run(state_dir: Path, code: int, report: RunReport, duration: float, started: datetime) -> None:
+    """Leave the outcome where the monitor exposes it as metrics (devlake_automation_*).
+
+    The run finished `duration` seconds (measured on the monotonic clock) after `started`.
+    """
     path = Path(state_dir) / LAST_RUN_FILE
-    previous = _read_previous(path)
-    epoch = now.timestamp()
-    outcome = {ExitCode.OK: "success", ExitCode.PARTIAL: "partial"}.get(ExitCode(code), "failed")
-    changed = sum(report.count(o) for o in (Outcome.CREATED, Outcome.UPDATED, Outcome.ADOPTED))
+    items = {o.value: report.count(o) for o in (Outcome.CREATED, Outcome.UPDATED, Outcome.ADOPTED)}
+    items.update(unchanged=report.unchanged, failed=report.failed, deferred=report.deferred)
+    finished = started + timedelta(seconds=duration)
     try:
-        atomic_write_json(path, {
-            "finished_at": now.isoformat(), "finished_at_epoch": epoch, "outcome": outcome,
-            "exit_code": int(code), "created": changed,
-            "unchanged": report.unchanged, "failed": report.failed, "deferred": report.deferred,
-            "duration_seconds": round(duration, 3),
-            "last_success_epoch": epoch if code == ExitCode.OK else previous.get("last_success_epoch"),
-        })
+        last_run.write(path, last_run.record(int(code), items, started, finished, _read_previous(path)))
     except OSError as exc:
         log.error("last_run_not_written", path=str(path), error=str(exc))
 
 
-def _read_previous(path: Path) -> dict:
+def _read_previous(path: Path) -> last_run.LastRun | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+        return last_run.read(path)
+    except (OSError, last_run.LastRunUnreadable):
+        return None  # only its last success is carried over; a new record replaces it
 
 
 def touch_heartbeat(state_dir: Path) -> None:

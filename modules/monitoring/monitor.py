@@ -20,6 +20,7 @@ from prometheus_client.exposition import generate_latest
 from config import Settings
 from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeUnavailable
 from modules.client import unusable_hint
+from modules.last_run import LastRun
 from modules.monitoring import explain
 from modules.monitoring.backlog import Backlog
 from modules.monitoring.connections import ConnectionChecker
@@ -50,7 +51,7 @@ class Monitor:
         self.automation_path = Path(settings.state_dir) / AUTOMATION_FILE
         self.lock = threading.RLock()
         self.state = MonitorState.load(self.state_path)
-        self.automation: dict | None = None
+        self.automation: LastRun | None = None
         self.fetcher = Fetcher(client)
         self.metrics = SelfMetrics(registry)
         registry.register(StateCollector(self))
