@@ -96,8 +96,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     now = lambda: datetime.now(settings.timezone)  # noqa: E731
     if args.once:
         code, report = run_once(settings, build_client(settings, dry_run=args.dry_run), now(),
-                                dry_run=args.dry_run)
-        if args.dry_run and code != ExitCode.UNUSABLE:
+                                dry_run=args.dry_run, quick=True)
+        if code == ExitCode.UNUSABLE:  # the one line to act on, outside the JSON log
+            print("\n".join(report.plan.problems), file=sys.stderr)
+        elif args.dry_run:
             print(f"Plan ({len(report.plan.changes)} changes; nothing was written):")
             print("\n".join("  " + line for line in report.plan.render()))
         return code

@@ -18,6 +18,7 @@ from modules.changes import Outcome
 from modules.client import ExitCode, unusable_hint
 from modules.orchestrator import RunReport, run_cycle
 from modules.projects import time_after_target
+from modules.reachability import diagnose, quick_probe
 
 LAST_RUN_FILE = last_run.FILE
 HEARTBEAT_FILE = "automation_heartbeat"
@@ -28,23 +29,39 @@ log = structlog.get_logger("automation")
 
 def run_once(settings: Settings, client: DevLakeClient, now: datetime, *, dry_run: bool = False,
              stop: threading.Event | None = None, sleep: Callable[[float], None] = time.sleep,
-             monotonic: Callable[[], float] = time.monotonic) -> tuple[int, RunReport]:
-    """One full cycle; returns (exit code, report). 2 when DevLake is unusable before any work."""
+             monotonic: Callable[[], float] = time.monotonic, quick: bool = False) -> tuple[int, RunReport]:
+    """One full cycle; returns (exit code, report). 2 when DevLake is unusable before any work.
+
+    `quick` (--once): first ask DevLake once, with at most one retry, so a wrong DEVLAKE_URL is told
+    in seconds; the daily run rides out a short outage on its full retries instead.
+    """
     started = monotonic()
     log.info("run_started", devlake_url=without_password(settings.devlake_url), dry_run=dry_run,
              time_after_target=time_after_target(settings, now))
+    problem = quick_probe(settings) if quick else None
     try:
+        if problem is not None:
+            raise _Unreachable(problem.message)
         installed = client.list_plugins()  # reachability and credentials, before any work
     except DevLakeError as exc:
-        log.error("devlake_unusable", error=str(exc), status=exc.status, hint=unusable_hint(exc, settings))
+        problem = problem or diagnose(exc, settings)
+        said = problem.message if problem is not None else unusable_hint(exc, settings)
+        # a diagnosed error is said in words; urllib3's repr of it only at DEBUG
+        log.debug("devlake_unusable_detail", error=str(exc))
+        log.error("devlake_unusable", hint=said, status=exc.status,
+                  **({"kind": problem.kind} if problem is not None else {"error": str(exc)}))
         report = RunReport(dry_run=dry_run)
-        report.plan.problems.append(f"DevLake unusable: {exc}")
+        report.plan.problems.append(said)
         _finish(settings, client, report, ExitCode.UNUSABLE, monotonic() - started, now)
         return ExitCode.UNUSABLE, report
     report = run_cycle(client, settings, now, installed, dry_run=dry_run, stop=stop, sleep=sleep)
     code = ExitCode.PARTIAL if report.failed else ExitCode.OK
     _finish(settings, client, report, code, monotonic() - started, now)
     return code, report
+
+
+class _Unreachable(DevLakeError):
+    """The quick probe's verdict, taking the pre-flight's error path."""
 
 
 def _finish(settings: Settings, client: DevLakeClient, report: RunReport, code: int, duration: float,

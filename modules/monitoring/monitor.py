@@ -28,6 +28,7 @@ from modules.monitoring.fetch import Fetcher
 from modules.monitoring.ledger import MalformedAnswer, Observation, Summary, apply_batch, apply_push
 from modules.monitoring.metrics import AUTOMATION_FILE, SelfMetrics, StateCollector, read_automation
 from modules.monitoring.state import STATE_FILE, FailureEvent, MonitorState
+from modules.reachability import diagnose
 
 REFRESH_SECONDS = 3600.0  # project list + failure re-scan: hourly
 HEALTH_STALE_MIN_SECONDS = 120.0
@@ -209,9 +210,12 @@ class Monitor:
         if reason == "internal":
             log.exception("poll_failed", reason=reason, error=str(exc), calls=calls)
         else:
-            log.error("poll_failed", reason=reason, error=str(exc), status=getattr(exc, "status", None),
-                      calls=calls, duration_seconds=round(duration, 3), **({"hint": self.last_hint}
-                                                                         if self.last_hint else {}))
+            # a wrong or unreachable DEVLAKE_URL is said in words (modules/reachability.py), not as a repr
+            problem = diagnose(exc, self.settings) if isinstance(exc, DevLakeError) else None
+            said = self.last_hint or (problem.message if problem is not None else None)
+            log.error("poll_failed", reason=reason, error=problem.kind if problem is not None else str(exc),
+                      status=getattr(exc, "status", None), calls=calls, duration_seconds=round(duration, 3),
+                      **({"hint": said} if said else {}))
         self.changed()
 
     def _log_completed(self, summary: Summary, duration: float, calls: int) -> None:
