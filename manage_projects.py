@@ -51,7 +51,8 @@ import structlog
 from config import ConfigError, Settings, load_settings
 from modules.client import ExitCode, build_client
 from modules.doctor import run_doctor
-from modules.runner import heartbeat_fresh, run_daemon, run_once
+from modules.reachability import quick_probe
+from modules.runner import health_problem, run_daemon, run_once
 from modules.version import version
 from utils.logging import configure_logging
 
@@ -68,7 +69,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     mode.add_argument("--doctor", action="store_true",
                       help="check reachability, credentials, plugins and connections; exit 0 or 2")
     mode.add_argument("--healthcheck", action="store_true",
-                      help="exit 0 if the running daemon's heartbeat in STATE_DIR is fresh (for Docker)")
+                      help="exit 0 if the running daemon's heartbeat in STATE_DIR is fresh and its last check "
+                           "reached DevLake, else 1 with the reason on stderr (for Docker)")
     parser.add_argument("--dry-run", action="store_true",
                         help="with --once: make no change in DevLake, print the plan instead")
     args = parser.parse_args(argv)
@@ -86,7 +88,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(exc.render(), file=sys.stderr)
         return ExitCode.UNUSABLE
     if args.healthcheck:
-        return ExitCode.OK if heartbeat_fresh(settings.state_dir) else ExitCode.PARTIAL
+        problem = health_problem(settings.state_dir)
+        if problem is not None:
+            print(f"unhealthy: {problem}", file=sys.stderr)
+        return ExitCode.OK if problem is None else ExitCode.PARTIAL
     configure_logging(settings.log_level, settings.log_format, settings.timezone, settings.secrets)
     log.info("automation_started", version=version(), mode=_mode(args), config=settings.redacted())
     if args.doctor:
@@ -106,7 +111,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run_daemon(settings, lambda: _daily_job(settings, now, stop), stop)
+    run_daemon(settings, lambda: _daily_job(settings, now, stop), stop, check=lambda: quick_probe(settings))
     return ExitCode.OK
 
 

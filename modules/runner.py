@@ -16,9 +16,10 @@ from modules import last_run
 from modules.api import DevLakeClient, DevLakeError
 from modules.changes import Outcome
 from modules.client import ExitCode, unusable_hint
+from modules.devlake_watch import DevLakeWatch, unreachable_reason
 from modules.orchestrator import RunReport, run_cycle
 from modules.projects import time_after_target
-from modules.reachability import diagnose, quick_probe
+from modules.reachability import Unreachable, diagnose, quick_probe
 
 LAST_RUN_FILE = last_run.FILE
 HEARTBEAT_FILE = "automation_heartbeat"
@@ -107,6 +108,15 @@ def touch_heartbeat(state_dir: Path) -> None:
         log.warning("heartbeat_not_written", path=str(path), error=str(exc))
 
 
+def health_problem(state_dir: Path, now_epoch: float | None = None) -> str | None:
+    """Why `--healthcheck` answers unhealthy, or None: a stale heartbeat, or DevLake unreachable at the
+    daemon's last check (modules/devlake_watch.py), so `docker compose ps` shows it at once."""
+    if not heartbeat_fresh(state_dir, now_epoch):
+        return (f"no heartbeat for {HEARTBEAT_MAX_AGE_SECONDS} s ({Path(state_dir) / HEARTBEAT_FILE}): "
+                "the daemon is not running, or stuck")
+    return unreachable_reason(state_dir)
+
+
 def heartbeat_fresh(state_dir: Path, now_epoch: float | None = None) -> bool:
     try:
         age = (now_epoch or time.time()) - (Path(state_dir) / HEARTBEAT_FILE).stat().st_mtime
@@ -128,6 +138,7 @@ class RetryingJob:
         self.job, self.settings, self.clock = job, settings, clock
         self.retries_done = 0
         self.retry_at: datetime | None = None
+        self.last_code: int | None = None
 
     def daily(self) -> None:
         self.retries_done = 0
@@ -146,7 +157,7 @@ class RetryingJob:
         return None if self.retry_at is None else max(0.0, (self.retry_at - self.clock()).total_seconds())
 
     def _run(self) -> None:
-        code = self.job()
+        code = self.last_code = self.job()
         finished = self.clock()
         # Not the scheduler's next_run: while its job runs, the schedule library still holds
         # the run in progress there (it reschedules after the job returns).
@@ -181,13 +192,15 @@ def next_daily_run(after: datetime, settings: Settings) -> datetime:
 def run_daemon(settings: Settings, job: Callable[[], int], stop: threading.Event,
                scheduler: schedule.Scheduler | None = None,
                clock: Callable[[], datetime] | None = None,
-               wait: Callable[[float], object] | None = None) -> None:
+               wait: Callable[[float], object] | None = None,
+               check: Callable[[], Unreachable | None] | None = None) -> None:
     """Run `job` daily at DAILY_RUN_TIME in TIMEZONE until `stop` is set; retry failed items the same day.
 
     Waits on the event (`wait`, injectable with `clock` and `scheduler` for tests), not sleep(),
     so SIGTERM ends the wait at once. A
     background thread touches the heartbeat file every 30 s, also while a long
-    run is in progress, for the Docker HEALTHCHECK (`--healthcheck`).
+    run is in progress, for the Docker HEALTHCHECK (`--healthcheck`). `check` (the quick probe) is asked
+    at start, after a run that found DevLake unusable, and every 5 minutes while it fails (DevLakeWatch).
     """
     scheduler = scheduler or schedule.Scheduler()
     now = clock or (lambda: datetime.now(settings.timezone))
@@ -198,19 +211,33 @@ def run_daemon(settings: Settings, job: Callable[[], int], stop: threading.Event
     beat = threading.Thread(target=_heartbeat_loop, args=(settings.state_dir, stop), daemon=True,
                             name="heartbeat")
     beat.start()
+    watch = DevLakeWatch(check, settings.state_dir, now) if check is not None else None
+    reachable = watch.run_check() if watch is not None else None
     log.info("daemon_started", daily_run_time=settings.daily_run_time, timezone=str(settings.timezone),
-             next_run=_next_run(scheduler, settings))
+             next_run=_next_run(scheduler, settings), devlake_reachable=reachable)
     while not stop.is_set():
         if runs.retry_if_due():
+            _check_after_run(watch, runs)
+            continue
+        if watch is not None and watch.check_if_due():
             continue
         if scheduler.idle_seconds is not None and scheduler.idle_seconds <= 0:
             scheduler.run_pending()
+            _check_after_run(watch, runs)
             log.info("next_run_scheduled", next_run=_next_run(scheduler, settings))
             continue
         until_retry = runs.seconds_until_retry()
-        waits = [60.0, max(0.0, scheduler.idle_seconds or 60.0), 60.0 if until_retry is None else until_retry]
+        until_check = watch.seconds_until_check() if watch is not None else None
+        waits = [60.0, max(0.0, scheduler.idle_seconds or 60.0)]
+        waits += [s for s in (until_retry, until_check) if s is not None]
         wait(min(waits))
     log.info("daemon_stopped")
+
+
+def _check_after_run(watch: DevLakeWatch | None, runs: RetryingJob) -> None:
+    """A run that found DevLake unusable starts the checks; one after a failed check ends them if it passed."""
+    if watch is not None and (runs.last_code == ExitCode.UNUSABLE or watch.next_check is not None):
+        watch.run_check()
 
 
 def _heartbeat_loop(state_dir: Path, stop: threading.Event, every: float = 30.0) -> None:
