@@ -39,6 +39,7 @@ Exit codes: 0 all items succeeded; 1 some items failed, the rest were done;
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -49,8 +50,11 @@ from datetime import datetime
 import structlog
 
 from config import ConfigError, Settings, load_settings
+from modules import plan_view
+from modules.changes import Plan
 from modules.client import ExitCode, build_client
 from modules.doctor import run_doctor
+from modules.plan_view import LINES_PER_KIND
 from modules.reachability import quick_probe
 from modules.runner import health_problem, run_daemon, run_once
 from modules.version import version
@@ -72,10 +76,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help="exit 0 if the running daemon's heartbeat in STATE_DIR is fresh and its last check "
                            "reached DevLake, else 1 with the reason on stderr (for Docker)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="with --once: make no change in DevLake, print the plan instead")
+                        help="with --once: make no change in DevLake, print the plan instead: totals per kind, "
+                             f"then at most {LINES_PER_KIND} lines per kind")
+    view = parser.add_mutually_exclusive_group()
+    view.add_argument("--full", action="store_true", help="with --dry-run: print every change")
+    view.add_argument("--json", action="store_true", help="with --dry-run: print the whole plan as JSON")
     args = parser.parse_args(argv)
     if args.dry_run and not args.once:
         parser.error("--dry-run goes with --once")
+    if (args.full or args.json) and not args.dry_run:
+        parser.error("--full and --json go with --once --dry-run")
     return args
 
 
@@ -100,19 +110,27 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return code
     now = lambda: datetime.now(settings.timezone)  # noqa: E731
     if args.once:
-        code, report = run_once(settings, build_client(settings, dry_run=args.dry_run), now(),
+        started = now()
+        code, report = run_once(settings, build_client(settings, dry_run=args.dry_run), started,
                                 dry_run=args.dry_run, quick=True)
         if code == ExitCode.UNUSABLE:  # the one line to act on, outside the JSON log
             print("\n".join(report.plan.problems), file=sys.stderr)
         elif args.dry_run:
-            print(f"Plan ({len(report.plan.changes)} changes; nothing was written):")
-            print("\n".join("  " + line for line in report.plan.render()))
+            _print_plan(report.plan, settings, started, args)
         return code
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     run_daemon(settings, lambda: _daily_job(settings, now, stop), stop, check=lambda: quick_probe(settings))
     return ExitCode.OK
+
+
+def _print_plan(plan: Plan, settings: Settings, started: datetime, args: argparse.Namespace) -> None:
+    on = started.astimezone(settings.timezone).date()
+    if args.json:
+        print(json.dumps(plan_view.as_json(plan, settings, on), ensure_ascii=False))
+    else:
+        print("\n".join(plan_view.render(plan, settings, on, full=args.full)))
 
 
 def _mode(args: argparse.Namespace) -> str:

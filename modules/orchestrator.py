@@ -20,6 +20,7 @@ from modules.applier import Applier, split_by_budget
 from modules.changes import CollectionChange, Outcome, Plan, RerunPipeline, Result, TriggerBlueprint
 from modules.collection import RerunLedger
 from modules.observe import Observed, observe
+from modules.plan_view import flat_totals
 from modules.planner import plan as make_plan
 
 log = structlog.get_logger("automation")
@@ -58,6 +59,8 @@ class RunReport:
     def as_log_fields(self) -> dict:
         counts = {o.value: self.count(o) for o in Outcome}
         counts.update(unchanged=self.unchanged, failed=self.failed, deferred=self.deferred)
+        if self.dry_run:  # nothing was applied: what would be, as the printed plan's totals
+            return {**counts, "planned": len(self.plan.changes), "actions": flat_totals(self.plan)}
         actions = Counter(f"{r.change.kind}_{r.outcome.value}" for r in self.results)
         return {**counts, "planned": len(self.plan.changes), "actions": dict(sorted(actions.items()))}
 
