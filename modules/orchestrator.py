@@ -67,7 +67,8 @@ class RunReport:
 
 def run_cycle(api: DevLakeClient, settings: Settings, now: datetime, installed_plugins: list[str], *,
               dry_run: bool = False, stop: threading.Event | None = None,
-              sleep: Callable[[float], None] = time.sleep) -> RunReport:
+              sleep: Callable[[float], None] = time.sleep,
+              monotonic: Callable[[], float] = time.monotonic) -> RunReport:
     """One full automation cycle after the pre-flight check; never raises for a single item."""
     stop = stop or threading.Event()
     ledger = RerunLedger(settings.state_dir, log)
@@ -84,7 +85,7 @@ def run_cycle(api: DevLakeClient, settings: Settings, now: datetime, installed_p
         return report
     applier = Applier(api, workers=settings.max_concurrency, attempts=settings.http_retries + 1,
                       backoff_seconds=settings.retry_backoff_seconds, stop=stop, sleep=sleep,
-                      max_pending=settings.max_pending_pipelines)
+                      max_pending=settings.max_pending_pipelines, monotonic=monotonic)
     report.results = applier.apply(the_plan)
     report.stopped = stop.is_set()
     _record_reruns(ledger, observed, report.results)

@@ -55,7 +55,8 @@ def run_once(settings: Settings, client: DevLakeClient, now: datetime, *, dry_ru
         report.plan.problems.append(said)
         _finish(settings, client, report, ExitCode.UNUSABLE, monotonic() - started, now)
         return ExitCode.UNUSABLE, report
-    report = run_cycle(client, settings, now, installed, dry_run=dry_run, stop=stop, sleep=sleep)
+    report = run_cycle(client, settings, now, installed, dry_run=dry_run, stop=stop, sleep=sleep,
+                       monotonic=monotonic)
     code = ExitCode.PARTIAL if report.failed else ExitCode.OK
     _finish(settings, client, report, code, monotonic() - started, now)
     return code, report
