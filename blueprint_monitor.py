@@ -68,7 +68,7 @@ def parse_args(argv):
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     parser.add_argument("--once", action="store_true",
                         help="poll once (and check connections once), print the exposition to stdout, "
-                             "exit 0 (1 if the poll failed)")
+                             "exit 0 (1 if the poll failed, 2 if DEVLAKE_URL does not reach DevLake)")
     parser.add_argument("--healthcheck", action="store_true",
                         help="ask the running monitor's /healthz (HTTPS with WEB_CONFIG_FILE's TLS): exit 0 or 1")
     return parser.parse_args(argv)
@@ -88,8 +88,8 @@ def build_receiver(settings: Settings, monitor: Monitor) -> NotificationReceiver
 
 
 def run_once(settings: Settings, monitor: Monitor) -> int:
-    """--once: one poll and one connection check, the exposition on stdout; a wrong DEVLAKE_URL
-    is said in one line within about one request timeout (at most one retry), with nothing polled."""
+    """--once: one poll and one connection check, the exposition on stdout. A wrong DEVLAKE_URL is
+    said in one line after one request and at most one retry (modules/reachability.py), nothing polled."""
     problem = quick_probe(settings)
     if problem is not None:
         structlog.get_logger("monitor").error("devlake_unreachable", kind=problem.kind, hint=problem.message)
