@@ -34,7 +34,8 @@ Endpoints:
 With basic auth every path needs credentials except /healthz, /livez and /notifications.
 
 Exit codes: 0 ok (or stopped by SIGTERM/SIGINT); 1 --once poll failed, or --healthcheck unhealthy;
-2 configuration error, or --once with credentials rejected (401/403: the message says what to do).
+2 configuration error, or --once with DEVLAKE_URL not reaching DevLake (refused, DNS, TLS, timeout, not
+DevLake's API) or credentials rejected (401/403): one line on stderr says what to do.
 """
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ from modules.monitoring.healthcheck import check_health
 from modules.monitoring.http import MetricsServer
 from modules.monitoring.monitor import Monitor, serve
 from modules.monitoring.notifications import NotificationReceiver
+from modules.reachability import quick_probe
+from modules.version import version
 from utils.logging import configure_logging
 
 
@@ -62,9 +65,10 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="blueprint_monitor.py", description=__doc__.split("\n\n", 1)[0],
         epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     parser.add_argument("--once", action="store_true",
                         help="poll once (and check connections once), print the exposition to stdout, "
-                             "exit 0 (1 if the poll failed)")
+                             "exit 0 (1 if the poll failed, 2 if DEVLAKE_URL does not reach DevLake)")
     parser.add_argument("--healthcheck", action="store_true",
                         help="ask the running monitor's /healthz (HTTPS with WEB_CONFIG_FILE's TLS): exit 0 or 1")
     return parser.parse_args(argv)
@@ -83,6 +87,26 @@ def build_receiver(settings: Settings, monitor: Monitor) -> NotificationReceiver
     return NotificationReceiver(monitor, build_client(settings), settings.notification_secret)
 
 
+def run_once(settings: Settings, monitor: Monitor) -> int:
+    """--once: one poll and one connection check, the exposition on stdout. A wrong DEVLAKE_URL is
+    said in one line after one request and at most one retry (modules/reachability.py), nothing polled."""
+    problem = quick_probe(settings)
+    if problem is not None:
+        structlog.get_logger("monitor").error("devlake_unreachable", kind=problem.kind, hint=problem.message)
+        print(problem.message, file=sys.stderr)
+        return ExitCode.UNUSABLE
+    ok = monitor.poll_once()
+    # one check too, so --once shows every family; not when the poll could not even reach DevLake
+    if settings.connection_check_interval_seconds > 0 and monitor.last_error != "unreachable":
+        monitor.connections.check_once()
+    sys.stdout.write(monitor.exposition().decode("utf-8"))
+    sys.stdout.flush()
+    if monitor.last_hint:  # credentials rejected: nothing will work until the operator acts
+        print(f"credentials rejected (401/403): {monitor.last_hint}", file=sys.stderr)
+        return ExitCode.UNUSABLE
+    return ExitCode.OK if ok else ExitCode.PARTIAL
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Entry point; returns the exit code (ExitCode)."""
     args = parse_args(argv)
@@ -95,18 +119,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return ExitCode.UNUSABLE
     configure_logging(settings.log_level, settings.log_format, settings.timezone,
                       secrets=settings.secrets)
-    structlog.get_logger("monitor").info("monitor_started", once=args.once, config=settings.redacted())
+    structlog.get_logger("monitor").info("monitor_started", version=version(), once=args.once,
+                                         config=settings.redacted())
     monitor = build_monitor(settings, CollectorRegistry())
     if args.once:
-        ok = monitor.poll_once()
-        if settings.connection_check_interval_seconds > 0:
-            monitor.connections.check_once()  # one check too, so --once shows every family
-        sys.stdout.write(monitor.exposition().decode("utf-8"))
-        sys.stdout.flush()
-        if monitor.last_hint:  # credentials rejected: nothing will work until the operator acts
-            print(f"credentials rejected (401/403): {monitor.last_hint}", file=sys.stderr)
-            return ExitCode.UNUSABLE
-        return ExitCode.OK if ok else ExitCode.PARTIAL
+        return run_once(settings, monitor)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before serving, so an early SIGTERM is graceful too
         signal.signal(sig, lambda *_: stop.set())

@@ -40,6 +40,7 @@ Exit codes: 0 all items succeeded; 1 some items failed, the rest were done;
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -50,9 +51,14 @@ from datetime import datetime
 import structlog
 
 from config import ConfigError, Settings, load_settings
+from modules import plan_view
+from modules.changes import Plan
 from modules.client import ExitCode, build_client
 from modules.doctor import run_doctor
-from modules.runner import heartbeat_fresh, run_daemon, run_once
+from modules.plan_view import LINES_PER_KIND
+from modules.reachability import quick_probe
+from modules.runner import health_problem, run_daemon, run_once
+from modules.version import version
 from utils.logging import configure_logging
 
 log = structlog.get_logger("automation")
@@ -62,17 +68,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="manage_projects.py", description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="run one full cycle now and exit")
     mode.add_argument("--doctor", action="store_true",
                       help="check reachability, credentials, plugins and connections; exit 0 or 2")
     mode.add_argument("--healthcheck", action="store_true",
-                      help="exit 0 if the running daemon's heartbeat in STATE_DIR is fresh (for Docker)")
+                      help="exit 0 if the running daemon's heartbeat in STATE_DIR is fresh and its last check "
+                           "reached DevLake, else 1 with the reason on stderr (for Docker)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="with --once: make no change in DevLake, print the plan instead")
+                        help="with --once: make no change in DevLake, print the plan instead: totals per kind, "
+                             f"then at most {LINES_PER_KIND} lines per kind")
+    view = parser.add_mutually_exclusive_group()
+    view.add_argument("--full", action="store_true", help="with --dry-run: print every change")
+    view.add_argument("--json", action="store_true", help="with --dry-run: print the whole plan as JSON")
     args = parser.parse_args(argv)
     if args.dry_run and not args.once:
         parser.error("--dry-run goes with --once")
+    if (args.full or args.json) and not args.dry_run:
+        parser.error("--full and --json go with --once --dry-run")
     return args
 
 
@@ -85,27 +99,41 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(exc.render(), file=sys.stderr)
         return ExitCode.UNUSABLE
     if args.healthcheck:
-        return ExitCode.OK if heartbeat_fresh(settings.state_dir) else ExitCode.PARTIAL
+        problem = health_problem(settings.state_dir)
+        if problem is not None:
+            print(f"unhealthy: {problem}", file=sys.stderr)
+        return ExitCode.OK if problem is None else ExitCode.PARTIAL
     configure_logging(settings.log_level, settings.log_format, settings.timezone, settings.secrets)
-    log.info("automation_started", mode=_mode(args), config=settings.redacted())
+    log.info("automation_started", version=version(), mode=_mode(args), config=settings.redacted())
     if args.doctor:
         code, checks = run_doctor(settings, build_client(settings))
         print("\n".join(c.render() for c in checks))
         return code
     now = lambda: datetime.now(settings.timezone)  # noqa: E731
     if args.once:
-        code, report = run_once(settings, build_client(settings, dry_run=args.dry_run), now(),
-                                dry_run=args.dry_run)
-        if args.dry_run and code != ExitCode.UNUSABLE:
-            print(f"Plan ({len(report.plan.changes)} changes; nothing was written):")
-            print("  lifecycle: " + ", ".join(f"{k} {v}" for k, v in report.lifecycle_counts().items()))
-            print("\n".join("  " + line for line in report.plan.render()))
+        started = now()
+        code, report = run_once(settings, build_client(settings, dry_run=args.dry_run), started,
+                                dry_run=args.dry_run, quick=True)
+        if code == ExitCode.UNUSABLE:  # the one line to act on, outside the JSON log
+            print("\n".join(report.plan.problems), file=sys.stderr)
+        elif args.dry_run:
+            _print_plan(report.plan, settings, started, args)
+            if not args.json:
+                print("lifecycle: " + ", ".join(f"{k} {v}" for k, v in report.lifecycle_counts().items()))
         return code
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run_daemon(settings, lambda: _daily_job(settings, now, stop), stop)
+    run_daemon(settings, lambda: _daily_job(settings, now, stop), stop, check=lambda: quick_probe(settings))
     return ExitCode.OK
+
+
+def _print_plan(plan: Plan, settings: Settings, started: datetime, args: argparse.Namespace) -> None:
+    on = started.astimezone(settings.timezone).date()
+    if args.json:
+        print(json.dumps(plan_view.as_json(plan, settings, on), ensure_ascii=False))
+    else:
+        print("\n".join(plan_view.render(plan, settings, on, full=args.full)))
 
 
 def _mode(args: argparse.Namespace) -> str:

@@ -42,6 +42,7 @@ from modules.changes import (
 )
 from modules.collection import already_running, table_locked
 from modules.connection import find_by_name
+from modules.progress import PhaseProgress
 from modules.projects import project_metrics
 from modules.queue import QUEUE_STATUSES, TriggerRequest, budget_for_triggers, read_pending, select_triggers
 from modules.scopes import Connection
@@ -64,8 +65,10 @@ class Applier:
 
     def __init__(self, api: DevLakeClient, *, workers: int = 8, attempts: int = 3,
                  backoff_seconds: float = 1.0, stop: threading.Event | None = None,
-                 sleep: Callable[[float], None] = time.sleep, max_pending: int | None = None):
+                 sleep: Callable[[float], None] = time.sleep, max_pending: int | None = None,
+                 monotonic: Callable[[], float] = time.monotonic):
         self.api = api
+        self.monotonic = monotonic  # for apply_progress
         self.max_pending = max_pending  # None: no budget (the queue is not read)
         self.workers = max(1, workers)
         self.attempts = max(1, attempts)
@@ -86,7 +89,7 @@ class Applier:
             if phase is Phase.COLLECTION and self.max_pending is not None:
                 results.extend(self._run_collection(batch))
             else:
-                results.extend(self._run_phase(batch))
+                results.extend(self._run_phase(batch, phase))
         return results
 
     def _run_collection(self, changes: list[Change]) -> list[Result]:
@@ -111,7 +114,7 @@ class Applier:
         if deferred:
             log.info("triggers_deferred", deferred=len(deferred), started=len(start), budget=budget,
                      max_pending=self.max_pending)
-        results.extend(self._run_phase(start) if start else [])
+        results.extend(self._run_phase(start, Phase.COLLECTION) if start else [])
         return results + [Result(c, Outcome.DEFERRED, error="queue budget") for c in deferred]
 
     def _blueprint_of(self, change: CollectionChange) -> int | None:
@@ -119,11 +122,21 @@ class Applier:
             return change.blueprint_id or self._blueprints.get(change.project)
         return change.blueprint_id or 0
 
-    def _run_phase(self, changes: list[Change]) -> list[Result]:
+    def _run_phase(self, changes: list[Change], phase: Phase) -> list[Result]:
+        progress = PhaseProgress(phase.name.lower(), len(changes), self.monotonic)
+
+        def apply_counted(change: Change) -> Result:
+            result = self.apply_one(change)
+            progress.step(result.outcome is Outcome.FAILED)
+            return result
+
         if len(changes) == 1 or self.workers == 1:
-            return [self.apply_one(c) for c in changes]
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="apply") as pool:
-            return list(pool.map(self.apply_one, changes))
+            results = [apply_counted(c) for c in changes]
+        else:
+            with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="apply") as pool:
+                results = list(pool.map(apply_counted, changes))
+        progress.finish()
+        return results
 
     def apply_one(self, change: Change) -> Result:
         """Apply one change; every failure becomes a FAILED result, logged with its context."""
@@ -138,7 +151,9 @@ class Applier:
             log.exception("item_crashed", kind=change.kind, item=change.target)
             result = Result(change, Outcome.FAILED, error=f"unexpected error: {type(exc).__name__}")
         if result.outcome is not Outcome.FAILED:
-            log.info("change_applied", kind=change.kind, item=change.target, outcome=result.outcome.value)
+            # the one INFO line per change; the details (project_created, ...) are at DEBUG
+            extra = {"blueprint_id": result.value} if isinstance(change, CreateProject) else {}
+            log.info("change_applied", kind=change.kind, item=change.target, outcome=result.outcome.value, **extra)
         return result
 
     def _dispatch(self, change: Change) -> Result:
@@ -217,7 +232,7 @@ class Applier:
         self.api.patch_blueprint(blueprint_id, change.blueprint)
         with self._lock:
             self._blueprints[change.name] = blueprint_id
-        log.info("project_created", project=change.name, blueprint_id=blueprint_id,
+        log.debug("project_created", project=change.name, blueprint_id=blueprint_id,
                  connection=change.scope.connection.label, scope_id=change.scope.scope_id)
         return Result(change, outcome, value=blueprint_id)
 
@@ -245,7 +260,7 @@ class Applier:
             if not already_running(exc):
                 raise
             return Result(change, Outcome.UNCHANGED, error="already running")
-        log.info("collection_triggered", project=change.project, pipeline_id=(pipeline or {}).get("id"))
+        log.debug("collection_triggered", project=change.project, pipeline_id=(pipeline or {}).get("id"))
         return Result(change, outcome, value=pipeline)
 
     def _rerun(self, change: RerunPipeline) -> Result:
@@ -267,7 +282,7 @@ class Applier:
                     return Result(change, Outcome.DEFERRED, error="pipeline table locked")
                 self.sleep(self.backoff_seconds * 2 ** (attempt - 1))
                 continue
-            log.info("pipeline_rerun", project=change.project, pipeline_id=change.pipeline_id)
+            log.debug("pipeline_rerun", project=change.project, pipeline_id=change.pipeline_id)
             return Result(change, outcome)
         raise AssertionError("unreachable")
 

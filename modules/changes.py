@@ -2,7 +2,7 @@
 
 The planner (modules/planner.py) returns a `Plan` of these changes without
 writing anything; the applier (modules/applier.py) executes them phase by
-phase and returns one `Result` per change. `--dry-run` prints the plan.
+phase and returns one `Result` per change. `--dry-run` prints the plan (modules/plan_view.py).
 """
 from __future__ import annotations
 
@@ -179,12 +179,6 @@ class Plan:
     warnings: list[tuple[str, dict]] = field(default_factory=list)  # (event, fields) to log
     deferred: list[Change] = field(default_factory=list)  # dry-run: triggers over the queue budget
     refused: int = 0  # missing scopes not marked: their connection's mass absence was refused
-
-    def render(self) -> list[str]:
-        ordered = sorted(self.changes, key=lambda c: (c.phase, c.kind, c.target))
-        deferred = {id(c) for c in self.deferred}
-        return [f"{c.kind:<13} {c.target}  ({c.describe()})"
-                + ("  [deferred: queue budget]" if id(c) in deferred else "") for c in ordered]
 
 
 @dataclass(frozen=True)

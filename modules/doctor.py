@@ -7,6 +7,7 @@ from config import Settings, without_password
 from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeNotFound, enc
 from modules.client import unusable_hint
 from modules.monitoring.connections import check_connection
+from modules.reachability import quick_probe
 
 # Limits of what DevLake can list upstream: a connection may hold more than the automation sees.
 LISTING_LIMITS = {
@@ -28,6 +29,9 @@ class Check:
 def run_doctor(settings: Settings, client: DevLakeClient) -> tuple[int, list[Check]]:
     """Exit code 0 when DevLake is usable and every listed connection answers, else 2."""
     checks: list[Check] = []
+    problem = quick_probe(settings)  # a wrong DEVLAKE_URL is told at once, in words
+    if problem is not None:
+        return 2, [Check(False, problem.message)]
     try:
         version = client.version()
         where = without_password(settings.api_base_url)

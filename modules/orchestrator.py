@@ -20,6 +20,7 @@ from modules.applier import Applier, split_by_budget
 from modules.changes import CollectionChange, Outcome, PatchBlueprint, Plan, RerunPipeline, Result, TriggerBlueprint
 from modules.collection import RerunLedger
 from modules.observe import Observed, observe
+from modules.plan_view import flat_totals
 from modules.planner import plan as make_plan
 
 log = structlog.get_logger("automation")
@@ -71,13 +72,16 @@ class RunReport:
         counts = {o.value: self.count(o) for o in Outcome}
         counts.update(unchanged=self.unchanged, failed=self.failed, deferred=self.deferred)
         counts.update(self.lifecycle_counts())
+        if self.dry_run:  # nothing was applied: what would be, as the printed plan's totals
+            return {**counts, "planned": len(self.plan.changes), "actions": flat_totals(self.plan)}
         actions = Counter(f"{r.change.kind}_{r.outcome.value}" for r in self.results)
         return {**counts, "planned": len(self.plan.changes), "actions": dict(sorted(actions.items()))}
 
 
 def run_cycle(api: DevLakeClient, settings: Settings, now: datetime, installed_plugins: list[str], *,
               dry_run: bool = False, stop: threading.Event | None = None,
-              sleep: Callable[[float], None] = time.sleep) -> RunReport:
+              sleep: Callable[[float], None] = time.sleep,
+              monotonic: Callable[[], float] = time.monotonic) -> RunReport:
     """One full automation cycle after the pre-flight check; never raises for a single item."""
     stop = stop or threading.Event()
     ledger = RerunLedger(settings.state_dir, log)
@@ -94,7 +98,7 @@ def run_cycle(api: DevLakeClient, settings: Settings, now: datetime, installed_p
         return report
     applier = Applier(api, workers=settings.max_concurrency, attempts=settings.http_retries + 1,
                       backoff_seconds=settings.retry_backoff_seconds, stop=stop, sleep=sleep,
-                      max_pending=settings.max_pending_pipelines)
+                      max_pending=settings.max_pending_pipelines, monotonic=monotonic)
     report.results = applier.apply(the_plan)
     report.stopped = stop.is_set()
     _record_reruns(ledger, observed, report.results)

@@ -1,7 +1,6 @@
 """Running the automation: one cycle with its exit code, and the daily schedule around it."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -13,14 +12,16 @@ import schedule
 import structlog
 
 from config import Settings, without_password
+from modules import last_run
 from modules.api import DevLakeClient, DevLakeError
 from modules.changes import Outcome
 from modules.client import ExitCode, unusable_hint
+from modules.devlake_watch import DevLakeWatch, unreachable_reason
 from modules.orchestrator import RunReport, run_cycle
 from modules.projects import time_after_target
-from utils.statefile import atomic_write_json
+from modules.reachability import Unreachable, diagnose, quick_probe
 
-LAST_RUN_FILE = "automation_last_run.json"
+LAST_RUN_FILE = last_run.FILE
 HEARTBEAT_FILE = "automation_heartbeat"
 HEARTBEAT_MAX_AGE_SECONDS = 180
 
@@ -29,27 +30,44 @@ log = structlog.get_logger("automation")
 
 def run_once(settings: Settings, client: DevLakeClient, now: datetime, *, dry_run: bool = False,
              stop: threading.Event | None = None, sleep: Callable[[float], None] = time.sleep,
-             monotonic: Callable[[], float] = time.monotonic) -> tuple[int, RunReport]:
-    """One full cycle; returns (exit code, report). 2 when DevLake is unusable before any work."""
+             monotonic: Callable[[], float] = time.monotonic, quick: bool = False) -> tuple[int, RunReport]:
+    """One full cycle; returns (exit code, report). 2 when DevLake is unusable before any work.
+
+    `quick` (--once): first ask DevLake once, with at most one retry, so a wrong DEVLAKE_URL is told
+    in seconds; the daily run rides out a short outage on its full retries instead.
+    """
     started = monotonic()
     log.info("run_started", devlake_url=without_password(settings.devlake_url), dry_run=dry_run,
              time_after_target=time_after_target(settings, now))
+    problem = quick_probe(settings) if quick else None
     try:
+        if problem is not None:
+            raise _Unreachable(problem.message)
         installed = client.list_plugins()  # reachability and credentials, before any work
     except DevLakeError as exc:
-        log.error("devlake_unusable", error=str(exc), status=exc.status, hint=unusable_hint(exc, settings))
+        problem = problem or diagnose(exc, settings)
+        said = problem.message if problem is not None else unusable_hint(exc, settings)
+        # a diagnosed error is said in words; urllib3's repr of it only at DEBUG
+        log.debug("devlake_unusable_detail", error=str(exc))
+        log.error("devlake_unusable", hint=said, status=exc.status,
+                  **({"kind": problem.kind} if problem is not None else {"error": str(exc)}))
         report = RunReport(dry_run=dry_run)
-        report.plan.problems.append(f"DevLake unusable: {exc}")
+        report.plan.problems.append(said)
         _finish(settings, client, report, ExitCode.UNUSABLE, monotonic() - started, now)
         return ExitCode.UNUSABLE, report
-    report = run_cycle(client, settings, now, installed, dry_run=dry_run, stop=stop, sleep=sleep)
+    report = run_cycle(client, settings, now, installed, dry_run=dry_run, stop=stop, sleep=sleep,
+                       monotonic=monotonic)
     code = ExitCode.PARTIAL if report.failed else ExitCode.OK
     _finish(settings, client, report, code, monotonic() - started, now)
     return code, report
 
 
+class _Unreachable(DevLakeError):
+    """The quick probe's verdict, taking the pre-flight's error path."""
+
+
 def _finish(settings: Settings, client: DevLakeClient, report: RunReport, code: int, duration: float,
-            now: datetime) -> None:
+            started: datetime) -> None:
     log.info("run_completed", exit_code=int(code), duration_seconds=round(duration, 3),
              api_calls=client.calls, mutating_calls=client.mutating_calls,
              stopped_early=report.stopped, dry_run=report.dry_run, **report.as_log_fields())
@@ -57,35 +75,30 @@ def _finish(settings: Settings, client: DevLakeClient, report: RunReport, code: 
         log.warning("run_failure", detail=failure)
     if report.dry_run:
         return
-    write_last_run(settings.state_dir, code, report, duration, now)
+    write_last_run(settings.state_dir, code, report, duration, started)
 
 
-def write_last_run(state_dir: Path, code: int, report: RunReport, duration: float, now: datetime) -> None:
-    """Leave the outcome where the monitor exposes it as metrics (devlake_automation_*)."""
+def write_last_run(state_dir: Path, code: int, report: RunReport, duration: float, started: datetime) -> None:
+    """Leave the outcome where the monitor exposes it as metrics (devlake_automation_*).
+
+    The run finished `duration` seconds (measured on the monotonic clock) after `started`.
+    """
     path = Path(state_dir) / LAST_RUN_FILE
-    previous = _read_previous(path)
-    epoch = now.timestamp()
-    outcome = {ExitCode.OK: "success", ExitCode.PARTIAL: "partial"}.get(ExitCode(code), "failed")
-    changed = sum(report.count(o) for o in (Outcome.CREATED, Outcome.UPDATED, Outcome.ADOPTED))
+    items = {o.value: report.count(o) for o in (Outcome.CREATED, Outcome.UPDATED, Outcome.ADOPTED)}
+    items.update(unchanged=report.unchanged, failed=report.failed, deferred=report.deferred,
+                 **report.lifecycle_counts())
+    finished = started + timedelta(seconds=duration)
     try:
-        atomic_write_json(path, {
-            "finished_at": now.isoformat(), "finished_at_epoch": epoch, "outcome": outcome,
-            "exit_code": int(code), "created": changed,
-            "unchanged": report.unchanged, "failed": report.failed, "deferred": report.deferred,
-            **report.lifecycle_counts(),
-            "duration_seconds": round(duration, 3),
-            "last_success_epoch": epoch if code == ExitCode.OK else previous.get("last_success_epoch"),
-        })
+        last_run.write(path, last_run.record(int(code), items, started, finished, _read_previous(path)))
     except OSError as exc:
         log.error("last_run_not_written", path=str(path), error=str(exc))
 
 
-def _read_previous(path: Path) -> dict:
+def _read_previous(path: Path) -> last_run.LastRun | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+        return last_run.read(path)
+    except (OSError, last_run.LastRunUnreadable):
+        return None  # only its last success is carried over; a new record replaces it
 
 
 def touch_heartbeat(state_dir: Path) -> None:
@@ -95,6 +108,15 @@ def touch_heartbeat(state_dir: Path) -> None:
         path.touch()
     except OSError as exc:
         log.warning("heartbeat_not_written", path=str(path), error=str(exc))
+
+
+def health_problem(state_dir: Path, now_epoch: float | None = None) -> str | None:
+    """Why `--healthcheck` answers unhealthy, or None: a stale heartbeat, or DevLake unreachable at the
+    daemon's last check (modules/devlake_watch.py), so `docker compose ps` shows it at once."""
+    if not heartbeat_fresh(state_dir, now_epoch):
+        return (f"no heartbeat for {HEARTBEAT_MAX_AGE_SECONDS} s ({Path(state_dir) / HEARTBEAT_FILE}): "
+                "the daemon is not running, or stuck")
+    return unreachable_reason(state_dir)
 
 
 def heartbeat_fresh(state_dir: Path, now_epoch: float | None = None) -> bool:
@@ -118,6 +140,7 @@ class RetryingJob:
         self.job, self.settings, self.clock = job, settings, clock
         self.retries_done = 0
         self.retry_at: datetime | None = None
+        self.last_code: int | None = None
 
     def daily(self) -> None:
         self.retries_done = 0
@@ -136,7 +159,7 @@ class RetryingJob:
         return None if self.retry_at is None else max(0.0, (self.retry_at - self.clock()).total_seconds())
 
     def _run(self) -> None:
-        code = self.job()
+        code = self.last_code = self.job()
         finished = self.clock()
         # Not the scheduler's next_run: while its job runs, the schedule library still holds
         # the run in progress there (it reschedules after the job returns).
@@ -171,13 +194,15 @@ def next_daily_run(after: datetime, settings: Settings) -> datetime:
 def run_daemon(settings: Settings, job: Callable[[], int], stop: threading.Event,
                scheduler: schedule.Scheduler | None = None,
                clock: Callable[[], datetime] | None = None,
-               wait: Callable[[float], object] | None = None) -> None:
+               wait: Callable[[float], object] | None = None,
+               check: Callable[[], Unreachable | None] | None = None) -> None:
     """Run `job` daily at DAILY_RUN_TIME in TIMEZONE until `stop` is set; retry failed items the same day.
 
     Waits on the event (`wait`, injectable with `clock` and `scheduler` for tests), not sleep(),
     so SIGTERM ends the wait at once. A
     background thread touches the heartbeat file every 30 s, also while a long
-    run is in progress, for the Docker HEALTHCHECK (`--healthcheck`).
+    run is in progress, for the Docker HEALTHCHECK (`--healthcheck`). `check` (the quick probe) is asked
+    at start, after a run that found DevLake unusable, and every 5 minutes while it fails (DevLakeWatch).
     """
     scheduler = scheduler or schedule.Scheduler()
     now = clock or (lambda: datetime.now(settings.timezone))
@@ -188,19 +213,33 @@ def run_daemon(settings: Settings, job: Callable[[], int], stop: threading.Event
     beat = threading.Thread(target=_heartbeat_loop, args=(settings.state_dir, stop), daemon=True,
                             name="heartbeat")
     beat.start()
+    watch = DevLakeWatch(check, settings.state_dir, now) if check is not None else None
+    reachable = watch.run_check() if watch is not None else None
     log.info("daemon_started", daily_run_time=settings.daily_run_time, timezone=str(settings.timezone),
-             next_run=_next_run(scheduler, settings))
+             next_run=_next_run(scheduler, settings), devlake_reachable=reachable)
     while not stop.is_set():
         if runs.retry_if_due():
+            _check_after_run(watch, runs)
+            continue
+        if watch is not None and watch.check_if_due():
             continue
         if scheduler.idle_seconds is not None and scheduler.idle_seconds <= 0:
             scheduler.run_pending()
+            _check_after_run(watch, runs)
             log.info("next_run_scheduled", next_run=_next_run(scheduler, settings))
             continue
         until_retry = runs.seconds_until_retry()
-        waits = [60.0, max(0.0, scheduler.idle_seconds or 60.0), 60.0 if until_retry is None else until_retry]
+        until_check = watch.seconds_until_check() if watch is not None else None
+        waits = [60.0, max(0.0, scheduler.idle_seconds or 60.0)]
+        waits += [s for s in (until_retry, until_check) if s is not None]
         wait(min(waits))
     log.info("daemon_stopped")
+
+
+def _check_after_run(watch: DevLakeWatch | None, runs: RetryingJob) -> None:
+    """A run that found DevLake unusable starts the checks; one after a failed check ends them if it passed."""
+    if watch is not None and (runs.last_code == ExitCode.UNUSABLE or watch.next_check is not None):
+        watch.run_check()
 
 
 def _heartbeat_loop(state_dir: Path, stop: threading.Event, every: float = 30.0) -> None:

@@ -8,7 +8,6 @@ monitor's in-memory state on each collection. The exporter's own health
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -16,14 +15,14 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from modules import last_run
+from modules.last_run import LastRun
 from modules.monitoring.explain import reason_families
 from modules.monitoring.state import NO_PROJECT
+from modules.version import version
 
 ERROR_REASONS = ("unreachable", "auth", "http_error", "malformed", "internal")
-AUTOMATION_FILE = "automation_last_run.json"
-# deferred: over the queue budget; marked, retired, restored: blueprints whose scope left or came back
-# upstream, refused: missing scopes a mass absence kept unmarked (modules/lifecycle.py)
-AUTOMATION_ITEMS = ("created", "unchanged", "failed", "deferred", "marked", "retired", "restored", "refused")
+AUTOMATION_FILE = last_run.FILE
 POLL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 # Push answers in well under a second; a poll within POLL_INTERVAL_SECONDS (300 s by
 # default); the hourly re-scan and catching up after an outage take longer.
@@ -52,6 +51,9 @@ class SelfMetrics:
                            registry=registry)
         self.state_write_errors = Counter("devlake_monitor_state_write_errors",
                                           "Failed writes of monitor_state.json", registry=registry)
+        # Which release is running, on every dashboard and alert: the node_exporter_build_info idiom.
+        Gauge("devlake_automation_build_info", "1, labelled with the version of devlake-automation",
+              ["version"], registry=registry).labels(version=version()).set(1)
         for reason in ERROR_REASONS:  # so increase() sees the first error of each kind
             self.errors.labels(reason=reason)
         self._notification_metrics(registry)
@@ -167,52 +169,32 @@ def _in_flight_since(state) -> dict[str, float]:
     return oldest
 
 
-def _automation_families(run: dict | None):
+def _automation_families(run: LastRun | None):
     if run is None:
         return
     yield GaugeMetricFamily("devlake_automation_last_run_timestamp_seconds",
-                            "When the automation daemon's last run finished", value=run["finished_at_epoch"])
-    if run.get("last_success_epoch") is not None:
+                            "When the automation daemon's last run finished", value=run.finished_at_epoch)
+    if run.last_success_epoch is not None:
         yield GaugeMetricFamily("devlake_automation_last_success_timestamp_seconds",
                                 "When the automation daemon's last fully successful run finished",
-                                value=run["last_success_epoch"])
+                                value=run.last_success_epoch)
     yield GaugeMetricFamily("devlake_automation_last_run_success", "1 if the automation daemon's last run "
-                            "succeeded, else 0", value=1.0 if run["outcome"] == "success" else 0.0)
+                            "succeeded, else 0", value=1.0 if run.outcome == "success" else 0.0)
     items = GaugeMetricFamily("devlake_automation_last_run_items", "Items of the automation daemon's last run "
                               "by outcome", labels=["outcome"])
-    for outcome in AUTOMATION_ITEMS:
-        items.add_metric([outcome], run.get(outcome, 0))
+    for outcome in last_run.ITEMS:
+        items.add_metric([outcome], run.items.get(outcome, 0))
     yield items
 
 
-def read_automation(path: Path) -> dict | None:
+def read_automation(path: Path) -> LastRun | None:
     """STATE_DIR/automation_last_run.json, written by manage_projects.py; None if missing or unusable.
 
     The file belongs to the automation daemon, so an unreadable one is reported
     and left where it is (unlike the monitor's own state file).
     """
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-        _check_automation(data)
-        return data
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, TypeError) as exc:
+        return last_run.read(path)
+    except (OSError, last_run.LastRunUnreadable) as exc:
         log.warning("automation_state_unreadable", path=str(path), reason=f"{type(exc).__name__}: {exc}")
         return None
-
-
-def _check_automation(data) -> None:
-    if not isinstance(data, dict):
-        raise TypeError("not a JSON object")
-    number = (int, float)
-    if not isinstance(data.get("finished_at_epoch"), number) or isinstance(data.get("finished_at_epoch"), bool):
-        raise TypeError("finished_at_epoch is not a number")
-    if data.get("last_success_epoch") is not None and not isinstance(data["last_success_epoch"], number):
-        raise TypeError("last_success_epoch is not a number or null")
-    if not isinstance(data.get("outcome"), str):
-        raise TypeError("outcome is not a string")
-    for key in AUTOMATION_ITEMS:
-        if not isinstance(data.get(key, 0), number):
-            raise TypeError(f"{key} is not a number")

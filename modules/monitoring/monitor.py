@@ -20,6 +20,7 @@ from prometheus_client.exposition import generate_latest
 from config import Settings
 from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeUnavailable
 from modules.client import unusable_hint
+from modules.last_run import LastRun
 from modules.monitoring import explain
 from modules.monitoring.backlog import Backlog
 from modules.monitoring.connections import ConnectionChecker
@@ -27,6 +28,7 @@ from modules.monitoring.fetch import Fetcher
 from modules.monitoring.ledger import MalformedAnswer, Observation, Summary, apply_batch, apply_push
 from modules.monitoring.metrics import AUTOMATION_FILE, SelfMetrics, StateCollector, read_automation
 from modules.monitoring.state import STATE_FILE, FailureEvent, MonitorState
+from modules.reachability import diagnose
 
 REFRESH_SECONDS = 3600.0  # project list + failure re-scan: hourly
 HEALTH_STALE_MIN_SECONDS = 120.0
@@ -50,7 +52,7 @@ class Monitor:
         self.automation_path = Path(settings.state_dir) / AUTOMATION_FILE
         self.lock = threading.RLock()
         self.state = MonitorState.load(self.state_path)
-        self.automation: dict | None = None
+        self.automation: LastRun | None = None
         self.fetcher = Fetcher(client)
         self.metrics = SelfMetrics(registry)
         registry.register(StateCollector(self))
@@ -208,9 +210,12 @@ class Monitor:
         if reason == "internal":
             log.exception("poll_failed", reason=reason, error=str(exc), calls=calls)
         else:
-            log.error("poll_failed", reason=reason, error=str(exc), status=getattr(exc, "status", None),
-                      calls=calls, duration_seconds=round(duration, 3), **({"hint": self.last_hint}
-                                                                         if self.last_hint else {}))
+            # a wrong or unreachable DEVLAKE_URL is said in words (modules/reachability.py), not as a repr
+            problem = diagnose(exc, self.settings) if isinstance(exc, DevLakeError) else None
+            said = self.last_hint or (problem.message if problem is not None else None)
+            log.error("poll_failed", reason=reason, error=problem.kind if problem is not None else str(exc),
+                      status=getattr(exc, "status", None), calls=calls, duration_seconds=round(duration, 3),
+                      **({"hint": said} if said else {}))
         self.changed()
 
     def _log_completed(self, summary: Summary, duration: float, calls: int) -> None:

@@ -62,7 +62,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(fake, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert fake.mutating_count() == 0 and not fake.projects
     assert "gitlab/api" in proc.stdout and "gitlab/web" in proc.stdout
-    assert "scope_config" in proc.stdout and "nothing was written" in proc.stdout
+    assert "scope configs (1):" in proc.stdout and "nothing was written" in proc.stdout
 
 
 def test_unreachable_devlake_exits_2(tmp_path):

@@ -15,6 +15,7 @@ import pytest
 import pytz
 
 from config import Settings, load_settings
+from modules import plan_view
 from modules.changes import Outcome, PatchBlueprint, TriggerBlueprint
 from modules.client import build_client
 from modules.orchestrator import RunReport
@@ -104,7 +105,8 @@ def test_spread_budget_and_window_change(fake, tmp_path):
     fake.reset_log()
     preview = run(settings, dry_run=True)         # the queue is full: every trigger would wait
     assert preview.deferred == REPOS - BUDGET and fake.mutating_count() == 0
-    assert sum("[deferred: queue budget]" in line for line in preview.plan.render()) == REPOS - BUDGET
+    every_line = plan_view.render(preview.plan, settings, NOW.date(), full=True)
+    assert sum("[deferred: queue budget]" in line for line in every_line) == REPOS - BUDGET
     second = run(settings)                          # nothing new, the queue still full
     assert patches(second) == [] and started(second) == [] and len(deferred(second)) == REPOS - BUDGET
     assert fake.mutating_count() == 0
@@ -135,7 +137,8 @@ def test_spread_budget_and_window_change(fake, tmp_path):
     before = crons(fake)
     preview = run(moved_settings, dry_run=True)
     assert fake.mutating_count() == 0
-    assert sum("cronConfig: '" in line for line in preview.plan.render()) == REPOS - 1
+    every_line = plan_view.render(preview.plan, moved_settings, NOW.date(), full=True)
+    assert sum("(cron: " in line for line in every_line) == REPOS - 1
     moved = run(moved_settings)
     (kept,) = [fields for event, fields in moved.plan.warnings if event == "cron_hand_set_kept"]
     assert kept["count"] == 1 and kept["examples"][0]["blueprint_id"] == 7 and crons(fake)[7] == "45 1 * * *"

@@ -38,15 +38,31 @@ def test_missing_url_and_bad_values_exit_2_in_one_message(monkeypatch, capsys):
     assert "Traceback" not in captured.err and SECRET not in captured.err
 
 
-def test_once_with_devlake_down_exits_1_and_still_prints_metrics(monkeypatch, capsys, tmp_path, requests_mock):
+def test_once_with_devlake_down_says_so_in_one_line_and_polls_nothing(monkeypatch, capsys, tmp_path,
+                                                                       requests_mock):
+    monkeypatch.setenv("DEVLAKE_URL", "http://devlake.test:8080")
+    monkeypatch.setenv("STATE_DIR", str(tmp_path))
+    requests_mock.get(re.compile(r"http://devlake\.test:8080/.*"), exc=requests.ConnectionError("reset"))
+    assert blueprint_monitor.main(["--once"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no exposition of zeros
+    assert "DEVLAKE_URL=http://devlake.test:8080: the connection to devlake.test:8080 failed" in captured.err
+    assert [r.path for r in requests_mock.request_history] == ["/version"]  # nothing polled after it
+    assert "ConnectionError" not in captured.err
+
+
+def test_once_whose_poll_fails_exits_1_prints_metrics_and_skips_the_connection_checks(monkeypatch, capsys,
+                                                                                       tmp_path, requests_mock):
     monkeypatch.setenv("DEVLAKE_URL", "http://devlake.test:8080")
     monkeypatch.setenv("DEVLAKE_API_KEY", SECRET)
     monkeypatch.setenv("STATE_DIR", str(tmp_path))
     monkeypatch.setenv("DEVLAKE_HTTP_RETRIES", "0")
     requests_mock.get(re.compile(r"http://devlake\.test:8080/.*"), exc=requests.ConnectionError("refused"))
+    requests_mock.get("http://devlake.test:8080/rest/version", json={"version": "v1.0.2"})  # gone right after
     assert blueprint_monitor.main(["--once"]) == 1
     captured = capsys.readouterr()
     assert "devlake_up 0.0" in captured.out
+    assert not any(r.path.endswith("/test") or "/connections" in r.path for r in requests_mock.request_history)
     assert 'devlake_monitor_poll_errors_total{reason="unreachable"} 1.0' in captured.out
     assert '"event": "poll_failed"' in captured.err and '"reason": "unreachable"' in captured.err
     assert SECRET not in captured.out + captured.err

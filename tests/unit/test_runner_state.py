@@ -22,8 +22,8 @@ def test_last_run_keeps_the_last_success_through_a_partial_run(tmp_path):
     write_last_run(tmp_path, 1, report(created=1, failed=2), 2.0, later)
     data = json.loads((tmp_path / "automation_last_run.json").read_text())
     assert data["outcome"] == "partial" and data["exit_code"] == 1
-    assert data["finished_at_epoch"] == later.timestamp()
-    assert data["last_success_epoch"] == ok_at.timestamp()
+    assert data["finished_at_epoch"] == later.timestamp() + 2.0  # started + duration: when it finished
+    assert data["last_success_epoch"] == ok_at.timestamp() + 1.5
     assert (data["created"], data["failed"]) == (1, 2)
 
 
