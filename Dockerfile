@@ -5,6 +5,8 @@
 # Build: docker build -t devlake-automation:local .
 
 ARG PYTHON_VERSION=3.11
+# The project's version, as pyproject.toml says (a test keeps them equal).
+ARG VERSION=1.0.0
 
 # --- build stage: wheels for the pinned runtime dependencies --------------------
 FROM python:${PYTHON_VERSION}-slim-bookworm AS build
@@ -14,10 +16,12 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.txt
 
 # --- runtime stage: no compiler, no pip cache, no wheels left behind ------------
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
+ARG VERSION
 
 LABEL org.opencontainers.image.title="devlake-automation" \
       org.opencontainers.image.description="Apache DevLake project automation and blueprint failure exporter" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -39,7 +43,7 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
 
 WORKDIR /app
 # Only what the daemons import; the code stays root-owned and read-only for the app user.
-COPY config.py manage_projects.py blueprint_monitor.py ./
+COPY pyproject.toml config.py manage_projects.py blueprint_monitor.py ./
 COPY modules/ ./modules/
 COPY utils/ ./utils/
 

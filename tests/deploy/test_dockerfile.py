@@ -96,7 +96,8 @@ def test_copies_only_what_the_app_needs_and_it_exists():
         if keyword == "COPY" and "--from" not in args:
             parts = [p for p in shlex.split(args) if not p.startswith("--")]
             copied += [p.rstrip("/") for p in parts[:-1]]
-    assert sorted(copied) == sorted(["config.py", "manage_projects.py", "blueprint_monitor.py", "modules", "utils"])
+    assert sorted(copied) == sorted(["config.py", "manage_projects.py", "blueprint_monitor.py", "modules", "utils",
+                                             "pyproject.toml"])  # the version (modules/version.py)
     for path in copied + ["requirements.txt"]:
         assert (ROOT / path).exists(), f"Dockerfile copies {path}, which does not exist"
 
@@ -257,3 +258,13 @@ def test_compose_healthcheck_of_the_automation_daemon(image_tree, tmp_path):
     assert run(cmd, cwd=image_tree, env=env).returncode == 0
     os.utime(heartbeat, (heartbeat.stat().st_atime, heartbeat.stat().st_mtime - 600))
     assert run(cmd, cwd=image_tree, env=env).returncode == 1, "a stale heartbeat: unhealthy"
+
+
+def test_the_image_carries_the_projects_version():
+    import re
+
+    from modules.version import version
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"^ARG VERSION=(\S+)$", text, re.M).group(1) == version() != "unknown"
+    assert 'org.opencontainers.image.version="${VERSION}"' in text
+    assert "pyproject.toml" in text and "!pyproject.toml" in (ROOT / ".dockerignore").read_text()
