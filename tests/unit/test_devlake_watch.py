@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pytz
 from structlog.testing import capture_logs
@@ -13,37 +13,10 @@ from modules.devlake_watch import UNREACHABLE_FILE
 from modules.reachability import Unreachable
 from modules.runner import run_daemon, touch_heartbeat
 from tests.clock import Clock
+from tests.scheduler import DailyScheduler
 
 VN = pytz.timezone("Asia/Ho_Chi_Minh")
 DOWN = Unreachable("dns", "DEVLAKE_URL=http://devlkae:8080: the host name 'devlkae' does not resolve: check it")
-
-
-class Scheduler:
-    """What run_daemon uses of schedule.Scheduler: one daily job, on the test clock."""
-
-    def __init__(self, clock, first_run):
-        self.clock, self.next_run, self.job = clock, first_run, None
-
-    def every(self):
-        return self
-
-    day = property(lambda self: self)
-
-    def at(self, *_):
-        return self
-
-    def do(self, job):
-        self.job = job
-        return self
-
-    @property
-    def idle_seconds(self):
-        return (self.next_run - self.clock()).total_seconds()
-
-    def run_pending(self):
-        if self.clock() >= self.next_run:
-            self.job()
-            self.next_run += timedelta(days=1)
 
 
 def healthcheck(tmp_path, capsys) -> tuple[int, str]:
@@ -72,7 +45,7 @@ def test_an_unreachable_devlake_is_checked_every_5_minutes_and_makes_the_daemon_
 
     touch_heartbeat(tmp_path)
     with capture_logs() as logs:
-        run_daemon(settings, lambda: 0, stop, scheduler=Scheduler(clock, VN.localize(datetime(2026, 11, 25, 18, 0))),
+        run_daemon(settings, lambda: 0, stop, scheduler=DailyScheduler(clock, VN.localize(datetime(2026, 11, 25, 18, 0))),
                    clock=clock, wait=wait, check=check)
     assert checks == ["09:00", "09:05", "09:10", "09:15"]  # at start, then every 5 minutes while failing
     assert health[0][0] == 0                                 # nothing known before the first check
@@ -102,7 +75,7 @@ def test_a_run_that_finds_devlake_unusable_starts_the_checks(tmp_path):
         clock.advance(seconds=seconds)
         return stop.is_set()
 
-    run_daemon(settings, lambda: 2, stop, scheduler=Scheduler(clock, VN.localize(datetime(2026, 11, 25, 18, 0))),
+    run_daemon(settings, lambda: 2, stop, scheduler=DailyScheduler(clock, VN.localize(datetime(2026, 11, 25, 18, 0))),
                clock=clock, wait=wait, check=check)
     assert checks == ["17:59", "18:00", "18:05"]  # start (fine), after the 18:00 run (down), 5 min later
 

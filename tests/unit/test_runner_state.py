@@ -7,6 +7,7 @@ from modules.changes import Outcome, Plan, Result, TriggerBlueprint
 from modules.orchestrator import RunReport
 from modules.runner import LAST_RUN_FILE as LAST_RUN
 from modules.runner import heartbeat_fresh, touch_heartbeat, write_last_run
+from tests.scheduler import DailyScheduler
 
 
 def report(created=0, unchanged=0, failed=0) -> RunReport:
@@ -43,7 +44,6 @@ def test_heartbeat_freshness(tmp_path):
 
 
 def test_failed_items_are_retried_the_same_day_a_bounded_number_of_times():
-    from datetime import timedelta
 
     from config import load_settings
     from modules.runner import RetryingJob
@@ -72,7 +72,6 @@ def test_failed_items_are_retried_the_same_day_a_bounded_number_of_times():
 
 
 def test_no_retry_after_success_or_past_the_next_daily_run():
-    from datetime import timedelta
 
     from config import load_settings
     from modules.runner import next_retry_at
@@ -138,37 +137,6 @@ def test_lifecycle_counts_reach_the_last_run_file_and_the_monitors_gauge(tmp_pat
     assert registry.get_sample_value("devlake_automation_last_run_items", {"outcome": "retired"}) == 2
     assert registry.get_sample_value("devlake_automation_last_run_items", {"outcome": "refused"}) == 7
     assert registry.get_sample_value("devlake_automation_last_run_items", {"outcome": "restored"}) == 0
-
-
-class DailyScheduler:
-    """What run_daemon uses of schedule.Scheduler, on an injected clock. Like the library, it
-    reschedules a job only after the job has returned."""
-
-    def __init__(self, clock, first_run):
-        self.clock, self.next_run, self.job = clock, first_run, None
-
-    def every(self):
-        return self
-
-    @property
-    def day(self):
-        return self
-
-    def at(self, _time, _tz=None):
-        return self
-
-    def do(self, job):
-        self.job = job
-        return self
-
-    @property
-    def idle_seconds(self):
-        return (self.next_run - self.clock()).total_seconds()
-
-    def run_pending(self):
-        if self.clock() >= self.next_run:
-            self.job()
-            self.next_run += timedelta(days=1)
 
 
 def test_the_daemon_loop_retries_a_failed_daily_run_the_same_day(tmp_path):
