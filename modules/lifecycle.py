@@ -99,8 +99,11 @@ def is_retired(bp: dict) -> bool:
 
 
 def complete(view: ConnectionView) -> bool:
-    """Whether the listing can prove a scope absent: read whole, without error, not cut by DevLake."""
-    return (view.remote is not None and not view.remote.capped_groups
+    """Whether the listing can prove a scope absent: read whole, not cut by DevLake, and no other
+    read of that connection failed (its scope list or scope configs): a connection DevLake
+    answered only in part this run proves nothing."""
+    return (view.remote is not None and view.existing is not None and view.scope_configs is not None
+            and not view.remote.capped_groups
             and view.connection.plugin not in PARTIAL_LISTING_PLUGINS)
 
 
