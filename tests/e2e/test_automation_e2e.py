@@ -288,6 +288,6 @@ def test_dry_run_defers_exactly_the_triggers_the_run_defers(fake, world, tmp_pat
     settings = settings_for(fake, tmp_path, MAX_PENDING_PIPELINES="2", DEVLAKE_MAX_CONCURRENCY="4")
     _, preview = run_once(settings, build_client(settings, dry_run=True), NOW, dry_run=True)
     code, report = run(fake, tmp_path, MAX_PENDING_PIPELINES="2", DEVLAKE_MAX_CONCURRENCY="4")
-    would = sorted(c.project for c in preview.plan.deferred)
+    would = sorted(c.project for c in preview.would_defer)
     did = sorted(r.change.project for r in report.results if r.outcome is Outcome.DEFERRED)
     assert code == 0 and len(did) == len(managed(fake)) - 2 and would == did

@@ -120,7 +120,7 @@ def test_never_collected_managed_blueprints_are_triggered_unless_disabled_or_man
     bps[1] = dict(bps[1], enable=False)
     bps[2] = dict(bps[2], isManual=True, cronConfig="manual")
     p = plan(observed(projects=projects, blueprints=bps), settings(), NOW)
-    assert [(t.project, t.blueprint_id) for t in of(TriggerBlueprint, p)] == [("a", 1)]
+    assert [(t.project, t.blueprint) for t in of(TriggerBlueprint, p)] == [("a", 1)]
     off = plan(observed(projects=projects, blueprints=bps), settings(TRIGGER_NEW_BLUEPRINTS="false"), NOW)
     assert of(TriggerBlueprint, off) == []
 
