@@ -39,11 +39,11 @@ from modules.changes import (
     Result,
     TriggerBlueprint,
 )
-from modules.collection import already_running, table_locked
 from modules.connection import find_by_name
 from modules.progress import PhaseProgress
 from modules.projects import project_metrics
 from modules.queue import QUEUE_STATUSES, pending_for_budget, split_by_budget
+from modules.rerun_ledger import already_running, table_locked
 
 log = structlog.get_logger("automation")
 

@@ -119,7 +119,7 @@ class PatchBlueprint:
         return self.lifecycle.split(" ", 1)[0]
 
     def describe(self) -> str:
-        # labels and isManual follow the cron (modules/schedule.py) or the lifecycle: those say it all
+        # labels and isManual follow the cron (modules/cron_slots.py) or the lifecycle: those say it all
         changed = ", ".join(f"{k}: {self.before.get(k)!r} -> {v!r}" for k, v in sorted(self.fields.items())
                             if k not in ("connections", "labels", "isManual"))
         return ", ".join(p for p in (self.lifecycle, changed) if p) or "set fields"

@@ -18,11 +18,11 @@ from config import Settings
 from modules.api import DevLakeClient, DevLakeError
 from modules.applier import Applier
 from modules.changes import Change, CollectionChange, Outcome, PatchBlueprint, Plan, RerunPipeline, Result
-from modules.collection import RerunLedger
 from modules.observe import Observed, observe
 from modules.plan_view import flat_totals
 from modules.planner import plan as make_plan
 from modules.queue import pending_for_budget, split_by_budget
+from modules.rerun_ledger import RerunLedger
 
 log = structlog.get_logger("automation")
 

@@ -13,7 +13,7 @@ from datetime import date, datetime, time
 
 from config import Settings
 from modules.changes import Change, CreateProject, PatchBlueprint, Plan, PutScopes, RerunPipeline, TriggerBlueprint
-from modules.schedule import cron_minute_of_day
+from modules.cron_slots import cron_minute_of_day
 
 LINES_PER_KIND = 20
 # How each kind is called in the summary, in the order a run applies them; other kinds follow.
@@ -21,7 +21,7 @@ KIND_TITLES = {"scope_config": "scope configs", "scope": "scope batches", "proje
                "blueprint": "blueprint patches", "trigger": "first collections", "rerun": "reruns"}
 COUNT_WORDS = {"rows_create": "new", "rows_attach_scope_config": "given the scope config", "start": "start now",
                "deferred": "deferred: queue budget"}
-FOLLOWS_CRON = ("labels", "isManual")  # written with every cron (modules/schedule.py): the cron says it all
+FOLLOWS_CRON = ("labels", "isManual")  # written with every cron (modules/cron_slots.py): the cron says it all
 
 
 def totals(plan: Plan, deferred_changes: Collection[Change] = ()) -> dict[str, dict[str, int]]:

@@ -19,8 +19,8 @@ from modules.changes import (
     RerunPipeline,
     TriggerBlueprint,
 )
-from modules.collection import rerun_candidate
 from modules.connection import desired_scope_config, find_by_name
+from modules.cron_slots import DEVLAKE_DEFAULT_CRON, CronChange, CronKept, plan_schedule
 from modules.lifecycle import Lifecycle, plan_lifecycle
 from modules.observe import ConnectionView, Observed
 from modules.projects import (
@@ -31,7 +31,7 @@ from modules.projects import (
     time_after_target,
 )
 from modules.queue import never_collected
-from modules.schedule import DEVLAKE_DEFAULT_CRON, CronChange, CronKept, plan_schedule
+from modules.rerun_ledger import rerun_candidate
 from modules.scopes import ScopeRef, attach_row, batches, new_scope_row, scope_id_of, scope_ref
 from utils.blueprints import time_after_change
 from utils.datetime import parse_devlake_time
@@ -181,7 +181,7 @@ def _plan_new_blueprints(index: ProjectIndex, scopes: list[tuple[ScopeRef, PutSc
 def _plan_crons(index: ProjectIndex, drafts: list[_Draft], retired: set[int], settings: Settings,
                 now: datetime, result: Plan) -> dict[int, CronChange]:
     """Cron changes by blueprint id (negative: the drafts' placeholders), over existing and new
-    managed blueprints at once so that both get consistent slots (modules/schedule.py).
+    managed blueprints at once so that both get consistent slots (modules/cron_slots.py).
     Retired blueprints take no slot and keep their cron."""
     placeholders = [d.as_blueprint(-i) for i, d in enumerate(drafts, start=1)]
     active = [bp for bp in index.managed_blueprints() if bp["id"] not in retired]

@@ -9,9 +9,9 @@ import pytz
 from config import load_settings
 from modules.changes import CreateProject, CreateScopeConfig, Outcome, PutScopes
 from modules.client import build_client
+from modules.cron_slots import cron_label, cron_minute_of_day
 from modules.projects import MANAGED_LABEL
 from modules.runner import run_once
-from modules.schedule import cron_label, cron_minute_of_day
 from sandbox.fake_devlake import FakeDevLake
 
 VN = pytz.timezone("Asia/Ho_Chi_Minh")

@@ -18,9 +18,9 @@ from config import Settings, load_settings
 from modules import plan_view
 from modules.changes import Outcome, PatchBlueprint, TriggerBlueprint
 from modules.client import build_client
+from modules.cron_slots import cron_label, cron_minute_of_day, zone_shift_minutes
 from modules.orchestrator import RunReport
 from modules.runner import run_once
-from modules.schedule import cron_label, cron_minute_of_day, zone_shift_minutes
 from sandbox.fake_devlake import FakeDevLake
 
 MANAGED = "managed-by/devlake-automation"

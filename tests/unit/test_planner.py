@@ -14,10 +14,10 @@ from modules.changes import (
     RerunPipeline,
     TriggerBlueprint,
 )
+from modules.cron_slots import DEVLAKE_DEFAULT_CRON, plan_schedule, recorded_cron
 from modules.observe import ConnectionView, Observed
 from modules.planner import plan
 from modules.projects import MANAGED_LABEL, MAX_PROJECT_NAME_BYTES, marker
-from modules.schedule import DEVLAKE_DEFAULT_CRON, plan_schedule, recorded_cron
 from modules.scopes import Connection, RemoteScopes, ScopeRef
 
 VN = pytz.timezone("Asia/Ho_Chi_Minh")
