@@ -52,8 +52,9 @@ import structlog
 
 from config import ConfigError, Settings, load_settings
 from modules import plan_view
-from modules.client import ExitCode, build_client
+from modules.client import build_client
 from modules.doctor import run_doctor
+from modules.exit_codes import ExitCode
 from modules.orchestrator import RunReport
 from modules.plan_view import LINES_PER_KIND
 from modules.reachability import quick_probe

@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 
 from modules.api import DevLakeClient, DevLakeError, DevLakeUnavailable
+from modules.busy_answers import already_running, table_locked
 from modules.changes import (
     Change,
     CreateProject,
@@ -43,7 +44,6 @@ from modules.connection import find_by_name
 from modules.progress import PhaseProgress
 from modules.projects import project_metrics
 from modules.queue import QUEUE_STATUSES, pending_for_budget, split_by_budget
-from modules.rerun_ledger import already_running, table_locked
 
 log = structlog.get_logger("automation")
 

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 from config import Settings, without_password
 from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeNotFound, enc
-from modules.client import unusable_hint
 from modules.monitoring.connections import check_connection
+from modules.operator_hints import unusable_hint
 from modules.plugins import plugin_of
 from modules.reachability import quick_probe
 

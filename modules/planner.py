@@ -31,7 +31,7 @@ from modules.projects import (
     time_after_target,
 )
 from modules.queue import never_collected
-from modules.rerun_ledger import rerun_candidate
+from modules.rerun_rule import rerun_candidate
 from modules.scopes import ScopeRef, attach_row, batches, new_scope_row, scope_id_of, scope_ref
 from utils.blueprints import time_after_change
 from utils.datetime import parse_devlake_time

@@ -1,29 +1,11 @@
-"""Collection rules: DevLake's "already running" answers, and bounded reruns of failed pipelines."""
+"""How often this daemon reran each failed pipeline, kept in STATE_DIR so MAX_RERUNS holds across runs."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from modules import statuses
-from modules.api import DevLakeError
 from utils.statefile import CorruptStateFile, atomic_write_json, read_json
 
 RERUN_STATE_FILE = "automation_reruns.json"
-# DevLake's answers when a pipeline is already queued or running (§0 #15, §9.1):
-# the work we asked for is already under way, which is not an error.
-ALREADY_RUNNING = ("pending pipelines", "pipeline is running", "waiting to run")
-
-
-# RerunPipeline's answer when it could not take the pipeline table lock within 2 seconds
-# (`backend/server/services/pipeline.go`, §9.1): transient, not a verdict on the pipeline.
-TABLE_LOCKED = "failed to lock pipeline table"
-
-
-def already_running(exc: DevLakeError) -> bool:
-    return exc.status == 400 and any(s in (exc.message or "") for s in ALREADY_RUNNING)
-
-
-def table_locked(exc: DevLakeError) -> bool:
-    return exc.status == 400 and TABLE_LOCKED in (exc.message or "")
 
 
 class RerunLedger:
@@ -52,12 +34,3 @@ class RerunLedger:
 
     def save(self) -> None:
         atomic_write_json(self.path, self.counts)
-
-
-def rerun_candidate(project: dict, ledger_count: int, max_reruns: int) -> int | None:
-    """The id of a managed project's latest pipeline to rerun: it ended TASK_FAILED and was
-    rerun fewer than MAX_RERUNS times. None otherwise."""
-    last = project.get("lastPipeline") or {}
-    if last.get("status") != statuses.FAILED or not isinstance(last.get("id"), int):
-        return None
-    return last["id"] if ledger_count < max_reruns else None
