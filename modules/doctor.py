@@ -72,7 +72,7 @@ def _check_plugin(client: DevLakeClient, plugin: str) -> list[Check]:
     return out
 
 
-def _credentials(client: DevLakeClient, plugin: str, connection_id, label: str) -> Check:
+def _credentials(client: DevLakeClient, plugin: str, connection_id: object, label: str) -> Check:
     """DevLake's own test of the stored credentials, read as the monitor reads it."""
     if not isinstance(connection_id, int):
         return Check(False, f"{label}: connection has no numeric id")
@@ -84,7 +84,7 @@ def _credentials(client: DevLakeClient, plugin: str, connection_id, label: str) 
     return Check(False, f"{label}: DevLake could not test the credentials: {outcome.error}")
 
 
-def _first_page(client: DevLakeClient, plugin: str, connection_id) -> list[dict]:
+def _first_page(client: DevLakeClient, plugin: str, connection_id: int) -> list[dict]:
     body = client.get(f"/plugins/{enc(plugin)}/connections/{int(connection_id)}/remote-scopes")
     if not isinstance(body, dict) or not isinstance(body.get("children"), list):
         raise DevLakeError("remote-scopes answer has no 'children' array")

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Collection
 from dataclasses import asdict, fields, is_dataclass
 from datetime import date, datetime, time
+from typing import Any
 
 from config import Settings
 from modules.changes import Change, CreateProject, PatchBlueprint, Plan, PutScopes, RerunPipeline, TriggerBlueprint
@@ -136,7 +137,7 @@ def _data(change: Change) -> dict:
             for f in fields(change) for value in [getattr(change, f.name)]}
 
 
-def _jsonable(value):
+def _jsonable(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return _jsonable(asdict(value))
     if isinstance(value, dict):

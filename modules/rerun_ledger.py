@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from utils.statefile import CorruptStateFile, atomic_write_json, read_json
 
@@ -14,7 +15,7 @@ class RerunLedger:
     A rerun keeps the pipeline id (§9.1), so the count is per id.
     """
 
-    def __init__(self, state_dir: Path, log):
+    def __init__(self, state_dir: Path, log: Any) -> None:
         self.path = Path(state_dir) / RERUN_STATE_FILE
         try:
             self.counts: dict[str, int] = dict(read_json(self.path, {}))

@@ -4,6 +4,7 @@ A "scope" is a repository, board, job or plan, depending on the plugin.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -161,6 +162,6 @@ def _with_github_urls(plugin: str, row: dict) -> dict:
     return row
 
 
-def batches(rows: list[dict], size: int = PUT_BATCH_SIZE):
+def batches(rows: list[dict], size: int = PUT_BATCH_SIZE) -> Iterator[list[dict]]:
     for start in range(0, len(rows), size):
         yield rows[start:start + size]
