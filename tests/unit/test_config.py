@@ -60,9 +60,10 @@ def test_numbers_must_be_finite():
 
 def test_api_key_is_not_in_repr_or_redacted_view():
     s = load_settings({"DEVLAKE_URL": "http://d:8080", "DEVLAKE_API_KEY": "supersecretkey",
-                       "NOTIFICATION_SECRET": "othersecret"})
+                       "NOTIFICATION_SECRET": "othersecret-0123456789"})
     assert "supersecretkey" not in repr(s)
     assert "othersecret" not in repr(s)
+    assert s.redacted()["notification_secret"] == "***"
     assert s.redacted()["api_key"] == "***"
     assert "supersecretkey" not in str(s.redacted())
 
@@ -167,12 +168,88 @@ def test_url_passwords_never_reach_messages_and_are_secrets():
     text = info.value.render()
     assert "ghp_URLPASS999" not in text and "glpat-abc" not in text and "hunter2" not in text
     assert "DEVLAKE_URL='http://admin:***@devlake:8080/?…'" in text and "must not contain a password" in text
-    s = load_settings({"DEVLAKE_URL": "http://admin:s3cret@devlake-ui:4000/api", "DEVLAKE_API_KEY": "k",
-                       "NOTIFICATION_SECRET": "n"})
-    assert set(s.secrets) == {"s3cret", "k", "n"}
+    s = load_settings({"DEVLAKE_URL": "http://admin:s3cret@devlake-ui:4000/api",
+                       "NOTIFICATION_SECRET": "n" * 16})
+    assert set(s.secrets) == {"s3cret", "n" * 16}
     assert s.redacted()["devlake_url"] == "http://admin:***@devlake-ui:4000/api"
+    s = load_settings({"DEVLAKE_URL": "http://devlake:8080", "DEVLAKE_API_KEY": "k", "NOTIFICATION_SECRET": "n" * 16})
+    assert set(s.secrets) == {"k", "n" * 16}
 
 
 def test_unknown_plugins_are_a_configuration_error():
     with pytest.raises(ConfigError, match="PLUGINS names githb: the daemons know only github, gitlab"):
         load_settings({"DEVLAKE_URL": "http://d:8080", "PLUGINS": "githb,gitlab"})
+
+
+URL = {"DEVLAKE_URL": "http://d:8080"}
+
+# Issue 21: each one past its documented bound killed a thread, hung or ate memory.
+PAST_THE_BOUND = [
+    ("POLL_INTERVAL_SECONDS", "1e10", "1–86400 seconds"),  # OverflowError in the poll loop
+    ("POLL_INTERVAL_SECONDS", "86401", "1–86400 seconds"),
+    ("CONNECTION_CHECK_INTERVAL_SECONDS", "1e308", "0–86400 seconds"),
+    ("DEVLAKE_TIMEOUT_SECONDS", "1e308", "0.1–600 seconds"),
+    ("DEVLAKE_TIMEOUT_SECONDS", "601", "0.1–600 seconds"),
+    ("DEVLAKE_MAX_CONCURRENCY", "100000000", "an integer 1–64"),
+    ("DEVLAKE_MAX_CONCURRENCY", "65", "an integer 1–64"),
+    ("DEVLAKE_HTTP_RETRIES", "21", "an integer 0–20"),
+    ("DEVLAKE_RETRY_BACKOFF_SECONDS", "61", "0–60 seconds"),
+    ("RETRY_FAILED_AFTER_MINUTES", "1441", "0.1–1440 minutes"),
+    ("RETRY_FAILED_TIMES", "101", "an integer 0–100"),
+    ("MAX_RERUNS", "11", "an integer 0–10"),
+    ("MAX_PENDING_PIPELINES", "1001", "an integer 0–1000"),
+    ("RETIRE_MISSING_AFTER_DAYS", "366", "an integer 0–365 days, or off"),
+    ("FAILURE_SERIES_RETENTION_DAYS", "366", "0–365 days"),
+    ("MONITOR_LOOKBACK_HOURS", "8761", "0–8760 hours"),
+    ("STUCK_AFTER_MINUTES", "10081", "more than 0, at most 10080 minutes"),
+    ("STALE_AFTER_HOURS", "8761", "more than 0, at most 8760 hours"),
+    ("STATUS_REFRESH_SECONDS", "3601", "0 (never) or 5–3600 seconds"),
+    ("METRICS_PORT", "65536", "an integer 0–65535"),
+]
+
+
+@pytest.mark.parametrize("name, value, allowed", PAST_THE_BOUND, ids=lambda v: str(v)[:40])
+def test_a_value_past_its_bound_is_a_configuration_error_naming_it(name, value, allowed):
+    with pytest.raises(ConfigError) as info:
+        load_settings({**URL, name: value})
+    assert info.value.problems == [f"{name}={value!r} is not valid: expected {allowed}"]
+
+
+@pytest.mark.parametrize("name, value", [
+    ("POLL_INTERVAL_SECONDS", "86400"), ("CONNECTION_CHECK_INTERVAL_SECONDS", "86400"),
+    ("DEVLAKE_TIMEOUT_SECONDS", "600"), ("DEVLAKE_MAX_CONCURRENCY", "64"), ("DEVLAKE_HTTP_RETRIES", "20"),
+    ("DEVLAKE_RETRY_BACKOFF_SECONDS", "60"), ("RETRY_FAILED_AFTER_MINUTES", "1440"), ("RETRY_FAILED_TIMES", "100"),
+    ("MAX_RERUNS", "10"), ("MAX_PENDING_PIPELINES", "1000"), ("RETIRE_MISSING_AFTER_DAYS", "365"),
+    ("FAILURE_SERIES_RETENTION_DAYS", "365"), ("MONITOR_LOOKBACK_HOURS", "8760"), ("STUCK_AFTER_MINUTES", "10080"),
+    ("STALE_AFTER_HOURS", "8760"), ("STATUS_REFRESH_SECONDS", "3600"), ("METRICS_PORT", "65535"),
+])
+def test_the_bound_itself_is_allowed(name, value):
+    load_settings({**URL, name: value})
+
+
+def test_every_bad_value_is_in_one_message_and_main_exits_2_without_traceback(capsys):
+    import blueprint_monitor
+    import manage_projects
+
+    env = {**URL, **{name: value for name, value, _ in PAST_THE_BOUND}}
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    names = {name for name, _, _ in PAST_THE_BOUND}
+    assert len(info.value.problems) == len(names)
+    for main in (manage_projects.main, blueprint_monitor.main):
+        assert main([], env) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("invalid configuration:") and "Traceback" not in err
+        assert all(name in err for name in names)
+
+
+def test_each_setting_is_declared_once_and_read_by_a_daemon():
+    from config import Settings, setting_names
+    from utils.env_values import declared
+
+    names = setting_names()
+    assert len(names) == len(set(names)) == len(Settings.__dataclass_fields__)
+    for field_name, var in declared(Settings):
+        field = Settings.__dataclass_fields__[field_name]
+        assert var.used_by in ("both", "automation", "monitor")
+        assert var.required or field.default is var.default  # the dataclass' default is the loader's
