@@ -13,7 +13,7 @@ import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import pytz
 
@@ -32,6 +32,10 @@ LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
 ENV_PREFIX_HINT = "see README.md, section Configuration"
 MINUTES_PER_DAY = 24 * 60
 SECONDS_PER_DAY = 24 * 3600
+# DevLake's project names are at most 100 bytes (modules/projects.py): a wider field only builds
+# a huge string ("{name:999999999}" ate the memory, issue 21).
+MAX_TEMPLATE_WIDTH = 100
+MIN_SECRET_LENGTH = 16
 # 22:00-06:00 in TIMEZONE: after the 18:00 daily run has had four hours for its budgeted first
 # collections and reruns, and finished before the working day (README: "Collection at scale").
 DEFAULT_COLLECTION_WINDOW = "22:00-06:00"
@@ -114,18 +118,28 @@ def without_password(url: str) -> str:
     return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
 
 
-def _parse_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+def _url_parts(value: str) -> SplitResult:
+    """`value` split, refused unless it is an http(s) URL with a host and a valid port."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is no number or past 65535
+    except ValueError as exc:  # e.g. "http://[::1": "Invalid IPv6 URL"
+        raise Invalid(f" is not a valid URL ({exc}): expected an http:// or https:// URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Invalid(f"={_shown(value)!r} is not valid: expected an http:// or https:// URL")
+    return parts
+
+
+def _parse_url(value: str) -> str:
+    parts = _url_parts(value)
     if parts.query or parts.fragment:
         raise Invalid(f"={_shown(value)!r} is not valid: it must not have a query or fragment")
     return value.rstrip("/")
 
 
 def _parse_ui_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+    parts = _url_parts(value)
+    if parts.query or parts.fragment:
         raise Invalid(f"={_shown(value)!r} is not valid: expected an http:// or https:// URL without query")
     if parts.password is not None:  # it becomes a link on the status page, for every viewer to read
         raise Invalid(f"={_shown(value)!r} is not valid: it must not contain a password")
@@ -163,9 +177,16 @@ def _parse_time_of_day(value: str) -> str:
 
 
 def _parse_template(value: str) -> str:
-    names = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+    parsed = list(string.Formatter().parse(value))
+    names = {f for _, f, _, _ in parsed if f is not None}
     if not names or not names <= PROJECT_NAME_FIELDS:
         raise ValueError
+    for _, _, spec, _ in parsed:
+        # a width past DevLake's 100-byte names only builds a huge string ("{name:999999999}")
+        if spec and ("{" in spec or any(int(n) > MAX_TEMPLATE_WIDTH for n in re.findall(r"\d+", spec))):
+            raise ValueError
+    value.format(plugin="github", name="api", full_name="org/api", connection_id=1,
+                 connection_name="gh", scope_id="1")  # a spec the values cannot take fails here
     return value
 
 
@@ -187,6 +208,14 @@ def _parse_cron(value: str) -> str:
         return value
     if len(value.split()) != 5:
         raise ValueError
+    return value
+
+
+def _parse_secret(value: str) -> str:
+    # a short secret is guessable, and the log redactor would mask each of its occurrences everywhere
+    if len(value) < MIN_SECRET_LENGTH:
+        raise Invalid(f" is too short ({len(value)} characters): it needs at least {MIN_SECRET_LENGTH}"
+                      " (e.g. openssl rand -hex 32)")
     return value
 
 
@@ -235,7 +264,8 @@ class Settings:
         shown="all eight")
     project_name_template: str = setting(
         "PROJECT_NAME_TEMPLATE", "{plugin}/{name}",
-        Parser(_parse_template, "a template using only " + ", ".join(f"{{{f}}}" for f in sorted(PROJECT_NAME_FIELDS))),
+        Parser(_parse_template, "a template using only " + ", ".join(f"{{{f}}}" for f in sorted(PROJECT_NAME_FIELDS))
+               + f", widths at most {MAX_TEMPLATE_WIDTH}"),
         "a new project's name", used_by=A)
     project_metrics: tuple[str, ...] = setting(
         "PROJECT_METRICS", ("dora",), Parser(_parse_metrics, "a comma-separated list of metric plugins, or none"),
@@ -321,7 +351,7 @@ class Settings:
         "on the very first start, count failures this recent", used_by=M)
     # Enables POST /notifications (DevLake's signed pipeline notifications) on METRICS_PORT.
     notification_secret: str | None = setting(
-        "NOTIFICATION_SECRET", None, Parser(str, "any text"),
+        "NOTIFICATION_SECRET", None, Parser(_parse_secret, f"at least {MIN_SECRET_LENGTH} characters"),
         "DevLake's NOTIFICATION_SECRET: enables POST /notifications", used_by=M, secret=True,
         shown="– (off)")
     # The status page (GET / and /status.json on METRICS_PORT)
@@ -384,9 +414,22 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build Settings from an environment mapping, or raise ConfigError naming every problem."""
     problems: list[str] = []
     values = read_fields(Settings, environ, problems)
+    problems.extend(_conflicts(values))
     if problems:
         raise ConfigError(problems)
     return Settings(**values)
+
+
+def _conflicts(values: dict) -> list[str]:
+    """Problems of settings that are each valid but not together."""
+    url = values["devlake_url"]
+    if values["api_key"] and url and urlsplit(url).username is not None:
+        # requests would send the URL's user info as basic auth, replacing the Bearer header:
+        # every call 401, with a hint blaming the key (issue 21). One credential, stated.
+        return ["DEVLAKE_API_KEY and user info in DEVLAKE_URL (user:password@) cannot go together: "
+                "both become the Authorization header; keep the API key, or the URL's user info for "
+                "config-ui behind basic auth without DevLake API keys"]
+    return []
 
 
 def settings_help(daemon: str) -> str:

@@ -253,3 +253,56 @@ def test_each_setting_is_declared_once_and_read_by_a_daemon():
         field = Settings.__dataclass_fields__[field_name]
         assert var.used_by in ("both", "automation", "monitor")
         assert var.required or field.default is var.default  # the dataclass' default is the loader's
+
+
+def test_notification_secret_needs_16_characters_and_the_message_never_shows_it():
+    # NOTIFICATION_SECRET=e made the redactor mask every "e" of every log line (issue 21)
+    with pytest.raises(ConfigError) as info:
+        load_settings({**URL, "NOTIFICATION_SECRET": "short-secret"})
+    assert info.value.problems == [
+        "NOTIFICATION_SECRET is too short (12 characters): it needs at least 16 (e.g. openssl rand -hex 32)"]
+    assert "short-secret" not in info.value.render()
+    assert load_settings({**URL, "NOTIFICATION_SECRET": "x" * 16}).notification_secret == "x" * 16
+
+
+@pytest.mark.parametrize("url", ["http://admin:pw@devlake-ui:4000/api", "http://admin@devlake-ui:4000/api"])
+def test_api_key_with_user_info_in_the_url_is_a_configuration_error(url):
+    # requests would send the user info as basic auth instead of the Bearer key: every call 401
+    with pytest.raises(ConfigError) as info:
+        load_settings({"DEVLAKE_URL": url, "DEVLAKE_API_KEY": "key-value"})
+    (problem,) = info.value.problems
+    assert problem.startswith("DEVLAKE_API_KEY and user info in DEVLAKE_URL (user:password@) cannot go together")
+    assert "pw" not in problem and "key-value" not in problem
+    assert load_settings({"DEVLAKE_URL": url}).api_key is None  # each alone is fine
+    assert load_settings({"DEVLAKE_URL": "http://devlake:8080", "DEVLAKE_API_KEY": "k"}).api_key == "k"
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("http://[::1", "Invalid IPv6 URL"),  # was a ValueError traceback
+    ("http://devlake:99999", "out of range"),
+    ("http://devlake:port", "Port could not be cast"),
+    ("http://:8080", "expected an http:// or https:// URL"),
+])
+def test_unparsable_urls_are_configuration_errors(url, reason):
+    with pytest.raises(ConfigError) as info:
+        load_settings({"DEVLAKE_URL": url, "DEVLAKE_UI_URL": url})
+    assert len(info.value.problems) == 2
+    assert all(reason in p for p in info.value.problems), info.value.problems
+
+
+@pytest.mark.parametrize("template", [
+    "{name:999999999}",      # a width bomb: a gigabyte per project name
+    "{plugin}/{name:.9999}",
+    "{name:{plugin}}",       # a nested field
+    "{name:d}",              # fails on every scope at run time
+    "{connection_id:x<101}",
+])
+def test_project_name_templates_that_cannot_make_a_name_are_refused(template):
+    with pytest.raises(ConfigError, match="PROJECT_NAME_TEMPLATE"):
+        load_settings({**URL, "PROJECT_NAME_TEMPLATE": template})
+
+
+@pytest.mark.parametrize("template", ["{plugin}/{name}", "{name:>20}", "{plugin}-{connection_id:03d}/{name!s}",
+                                      "{name:.100}"])
+def test_project_name_templates_with_modest_formats_are_accepted(template):
+    assert load_settings({**URL, "PROJECT_NAME_TEMPLATE": template}).project_name_template == template
