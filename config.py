@@ -17,6 +17,7 @@ from urllib.parse import SplitResult, urlsplit
 
 import pytz
 
+from utils.cron import CronError, check_cron
 from utils.env_values import REQUIRED, Invalid, Number, Parser, declared, help_lines, read_fields, setting
 from utils.webconfig import WebConfig, WebConfigError, load_web_config
 
@@ -203,11 +204,13 @@ def _parse_regex(value: str) -> str:
 
 
 def _parse_cron(value: str) -> str:
-    # DevLake accepts 5-field crons, @-descriptors and "manual" (`docs/devlake-api.md` §8.1).
-    if value == "manual" or re.fullmatch(r"@(yearly|annually|monthly|weekly|daily|midnight|hourly|every \S+)", value):
+    # DevLake accepts robfig/cron's standard crons and descriptors, and "manual" (`docs/devlake-api.md` §8.1)
+    if value == "manual":
         return value
-    if len(value.split()) != 5:
-        raise ValueError
+    try:
+        check_cron(value)
+    except CronError as exc:
+        raise Invalid(f"={value!r} is not valid: {exc} (expected {CRON_ALLOWED})") from None
     return value
 
 
