@@ -117,14 +117,19 @@ class Var:
         if not text:  # unset or empty: the default (README: "An empty value means the default")
             if self.required:
                 problems.append(f"{self.env} is required: {self.help}")
-            return self.default
+            return self._fallback
         try:
             return self.parse(text)
         except Invalid as exc:
             problems.extend(self.env + after for after in exc.after)
         except (ValueError, TypeError, KeyError, OverflowError, re.error):
             problems.append(f"{self.env}={self.show_value(text)!r} is not valid: expected {self.parse.allowed}")
-        return self.default
+        return self._fallback
+
+    @property
+    def _fallback(self) -> Any:
+        """What a missing or bad value reads as, so later checks can go on: the default, or None."""
+        return None if self.required else self.default
 
 
 def format_value(value: Any) -> str:

@@ -306,3 +306,12 @@ def test_project_name_templates_that_cannot_make_a_name_are_refused(template):
                                       "{name:.100}"])
 def test_project_name_templates_with_modest_formats_are_accepted(template):
     assert load_settings({**URL, "PROJECT_NAME_TEMPLATE": template}).project_name_template == template
+
+
+@pytest.mark.parametrize("url", [None, "ftp://d"])
+def test_a_missing_or_bad_url_with_an_api_key_is_one_problem_not_a_crash(url):
+    env = {"DEVLAKE_API_KEY": "k"} | ({"DEVLAKE_URL": url} if url else {})
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    (problem,) = info.value.problems
+    assert problem.startswith("DEVLAKE_URL")
