@@ -440,6 +440,11 @@ def settings_help(daemon: str) -> str:
     return "\n".join(help_lines(Settings, daemon))
 
 
+def default_of(env: str) -> object:
+    """The declared default of the variable `env` (for a reader that needs one setting only)."""
+    return next(var.default for _, var in declared(Settings) if var.env == env)
+
+
 def setting_names() -> tuple[str, ...]:
     """Every variable config.py reads."""
     return tuple(var.env for _, var in declared(Settings))
