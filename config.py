@@ -217,8 +217,8 @@ def _parse_cron(value: str) -> str:
 def _parse_secret(value: str) -> str:
     # a short secret is guessable, and the log redactor would mask each of its occurrences everywhere
     if len(value) < MIN_SECRET_LENGTH:
-        raise Invalid(f" is too short ({len(value)} characters): it needs at least {MIN_SECRET_LENGTH}"
-                      " (e.g. openssl rand -hex 32)")
+        count = f"{len(value)} character" + ("s" if len(value) > 1 else "")
+        raise Invalid(f" is too short ({count}): it needs at least {MIN_SECRET_LENGTH} (e.g. openssl rand -hex 32)")
     return value
 
 
