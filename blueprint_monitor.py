@@ -1,26 +1,5 @@
 """Blueprint monitor: counts every failed DevLake pipeline exactly once and serves Prometheus metrics.
 
-Environment (all problems are reported together; exit 2):
-  DEVLAKE_URL                     required: http://devlake:8080 or http://devlake-ui:4000/api
-  DEVLAKE_API_KEY                 optional; sent as a Bearer token under /rest
-  POLL_INTERVAL_SECONDS           seconds between polls (300)
-  METRICS_ADDR, METRICS_PORT      where /metrics and /healthz listen (0.0.0.0, 9100;
-                                  9100 is also node_exporter's default port)
-  FAILURE_SERIES_RETENTION_DAYS   keep devlake_blueprint_failure_total series this long (7)
-  MONITOR_LOOKBACK_HOURS          on the very first start, count failures this recent (24)
-  NOTIFICATION_SECRET             DevLake's NOTIFICATION_SECRET: enables POST /notifications (off)
-  WEB_CONFIG_FILE                 TLS and basic auth on METRICS_PORT, Prometheus exporter-toolkit
-                                  format (tls_server_config, basic_auth_users); off: plain HTTP
-  CONNECTION_CHECK_INTERVAL_SECONDS  test every connection of PLUGINS this often (3600; 0 = off)
-  PLUGINS                         plugins whose connections are tested (all eight: github,gitlab,...)
-  STATE_DIR                       monitor_state.json lives here; automation_last_run.json is read (state)
-  TIMEZONE                        time_failed label, log timestamps, status page times (Asia/Ho_Chi_Minh)
-  STUCK_AFTER_MINUTES             status page: a pipeline queued or running longer is stuck (360)
-  STALE_AFTER_HOURS               a project without a success for longer is stale: page and alert (72)
-  STATUS_REFRESH_SECONDS          status page: reloads itself this often, 0 = never (60)
-  DEVLAKE_UI_URL                  config-ui's URL, e.g. http://devlake-ui:4000: a link per project (none)
-  DEVLAKE_TIMEOUT_SECONDS, DEVLAKE_HTTP_RETRIES, DEVLAKE_RETRY_BACKOFF_SECONDS, LOG_LEVEL, LOG_FORMAT
-
 Endpoints:
   /          status page: projects not collecting first (failing, stuck, never collected, stale), why, since when
   /status.json  the same as JSON
@@ -50,7 +29,7 @@ from datetime import UTC, datetime
 import structlog
 from prometheus_client import CollectorRegistry
 
-from config import ConfigError, Settings, load_settings
+from config import ConfigError, Settings, load_settings, settings_help
 from modules.client import build_client
 from modules.exit_codes import ExitCode
 from modules.monitoring.healthcheck import check_health
@@ -61,11 +40,14 @@ from modules.reachability import quick_probe
 from modules.version import version
 from utils.logging import configure_logging
 
+ENVIRONMENT = ("Environment (all problems are reported together; exit 2; docs/configuration.md):\n"
+               + settings_help("monitor") + "\n\n")
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="blueprint_monitor.py", description=__doc__.split("\n\n", 1)[0],
-        epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=ENVIRONMENT + __doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     parser.add_argument("--once", action="store_true",
                         help="poll once (and check connections once), print the exposition to stdout, "

@@ -6,30 +6,6 @@ connection's scope config), creates one project and blueprint per scope, sets
 every managed blueprint's timeAfter to the previous Saturday, triggers new
 blueprints and reruns failed pipelines.
 
-Environment (all problems are reported together; exit 2; README.md, Configuration):
-  DEVLAKE_URL                  required: http://devlake:8080 or the config-ui http://devlake-ui:4000/api
-  DEVLAKE_API_KEY              optional; sent as a Bearer token under /rest
-  TIMEZONE, DAILY_RUN_TIME     the daily run's time and zone; also timeAfter's (Asia/Ho_Chi_Minh, 18:00)
-  PLUGINS                      plugins to manage (all eight: github,gitlab,bitbucket,...)
-  PROJECT_NAME_TEMPLATE        a new project's name ({plugin}/{name})
-  PROJECT_METRICS              metrics enabled on new projects, or none (dora)
-  SCOPE_CONFIG_ENTITIES        entities of the managed scope configs (config-ui's per plugin)
-  DEPLOYMENT_PATTERN, PRODUCTION_PATTERN  their regexes, where the plugin has them
-  COLLECTION_WINDOW            HH:MM-HH:MM in TIMEZONE: each blueprint's daily start minute (22:00-06:00)
-  DEVLAKE_TIMEZONE             the zone DevLake evaluates crons in (UTC)
-  BLUEPRINT_CRON               one cron for every managed blueprint instead of the window (unset)
-  TRIGGER_NEW_BLUEPRINTS       start first collections (true)
-  MAX_PENDING_PIPELINES        start collections only while DevLake's queue is below this (10)
-  MAX_RERUNS                   reruns of a failed pipeline (1)
-  RETIRE_MISSING_AFTER_DAYS    disable a blueprint whose repository left upstream this long ago (7, 0, off)
-  RETRY_FAILED_AFTER_MINUTES   retry a run's failed items this much later, same day (30)
-  RETRY_FAILED_TIMES           at most this often per day (3)
-  DEVLAKE_TIMEOUT_SECONDS, DEVLAKE_MAX_CONCURRENCY, DEVLAKE_HTTP_RETRIES,
-  DEVLAKE_RETRY_BACKOFF_SECONDS  requests: timeout (30), at once (8), retries (5), backoff (1)
-  STATE_DIR                    last-run file, rerun counts, heartbeat (state)
-  LOG_LEVEL, LOG_FORMAT        INFO; json or console
-The monitor's variables (blueprint_monitor.py --help) are checked too when set.
-
 Each run reads DevLake, plans the changes (--dry-run prints them) and applies
 them; failed items are retried the same day, RETRY_FAILED_AFTER_MINUTES later.
 
@@ -50,7 +26,7 @@ from datetime import datetime
 
 import structlog
 
-from config import ConfigError, Settings, load_settings
+from config import ConfigError, Settings, load_settings, settings_help
 from modules import plan_view
 from modules.client import build_client
 from modules.doctor import run_doctor
@@ -64,11 +40,21 @@ from utils.logging import configure_logging
 
 log = structlog.get_logger("automation")
 
+ENVIRONMENT = ("Environment (all problems are reported together; exit 2; docs/configuration.md):\n"
+               + settings_help("automation")
+               + "\nThe monitor's variables (blueprint_monitor.py --help) are checked too when set.")
+
+
+def _epilog() -> str:
+    """The docstring after its first paragraph, the variables (from config.py) after its second."""
+    paragraphs = __doc__.split("\n\n")
+    return "\n\n".join([paragraphs[1], ENVIRONMENT, *paragraphs[2:]])
+
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="manage_projects.py", description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="run one full cycle now and exit")

@@ -1,7 +1,6 @@
 """Shared fixtures: a clean environment for every test, and the repo root on sys.path."""
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -11,8 +10,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# Every variable config.py reads (its upper-case string literals), so a new setting needs no edit here.
-OUR_VARS = tuple(sorted(set(re.findall(r'"([A-Z][A-Z0-9_]{2,})"', (ROOT / "config.py").read_text()))))
+from config import setting_names  # noqa: E402 (after the path is set)
+
+# Every variable config.py declares, so a new setting needs no edit here.
+OUR_VARS = setting_names()
 
 
 @pytest.fixture(autouse=True)

@@ -49,6 +49,9 @@ CLIENT_AUTH_UNSUPPORTED = {"RequestClientCert", "RequireAnyClientCert"}
 TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
 BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}")
 CACHE_LIMIT = 1024  # distinct good credentials remembered; more than any real set of scrapers
+# A real web config is a few hundred bytes (a bcrypt hash per user); /dev/zero or a log file given
+# by mistake was read until memory ran out (issue 21).
+MAX_FILE_BYTES = 1024 * 1024
 
 
 class WebConfigError(Exception):
@@ -97,7 +100,7 @@ class WebConfig:
 def load_web_config(path: Path) -> WebConfig:
     """Read and check the file; raise WebConfigError naming every problem."""
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.safe_load(_read_small_file(path))
     except OSError as exc:
         raise WebConfigError([f"cannot be read: {exc.strerror or exc}"]) from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -115,6 +118,20 @@ def load_web_config(path: Path) -> WebConfig:
     if problems:
         raise WebConfigError(problems)
     return WebConfig(path=path, tls=tls, users=users)
+
+
+def _read_small_file(path: Path) -> str:
+    """The file's text; a device, a pipe or a directory is refused before it is opened (a FIFO's
+    open would wait for a writer), and so is a file past MAX_FILE_BYTES."""
+    if not path.is_file():
+        if path.exists():
+            raise WebConfigError(["is not a regular file"])
+        raise OSError(2, "No such file or directory")
+    with path.open("rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise WebConfigError([f"is larger than {MAX_FILE_BYTES // 1024} KiB: not a web config file"])
+    return data.decode("utf-8")
 
 
 def _tls(section, base: Path, problems: list[str]) -> TLSConfig | None:

@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from config import default_of
 from utils.webconfig import WebConfigError, load_web_config
 
 WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
@@ -21,7 +22,7 @@ def healthz_url(environ: Mapping[str, str]) -> tuple[str, bool]:
     """(URL of the local /healthz, whether it is HTTPS). Raises WebConfigError."""
     addr = (environ.get("METRICS_ADDR") or "").strip()
     host = WILDCARDS.get(addr, addr)
-    port = (environ.get("METRICS_PORT") or "").strip() or "9100"
+    port = (environ.get("METRICS_PORT") or "").strip() or str(default_of("METRICS_PORT"))
     web_file = (environ.get("WEB_CONFIG_FILE") or "").strip()
     tls = bool(web_file) and load_web_config(Path(web_file)).tls is not None
     host = f"[{host}]" if ":" in host else host

@@ -259,3 +259,24 @@ def promtool_check_expressions(expressions: list[tuple[str, str]], tmp_path: Pat
 
 def python() -> str:
     return sys.executable
+
+
+def _table_rows(text: str) -> dict[str, list[str]]:
+    """A Markdown table's rows whose first cell names one variable: name -> the other cells."""
+    rows = {}
+    for line in text.splitlines():
+        match = re.match(r"^\| `([A-Z][A-Z0-9_]+)` \| (.*) \|$", line)
+        if match:
+            rows[match[1]] = match[2].split(" | ")
+    return rows
+
+
+def configuration_rows() -> dict[str, list[str]]:
+    """docs/configuration.md's settings table: variable -> [default, allowed, used by, meaning]."""
+    return _table_rows((ROOT / "docs" / "configuration.md").read_text(encoding="utf-8"))
+
+
+def readme_rows() -> dict[str, list[str]]:
+    """README.md's short table under Configuration: variable -> [default, what]."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    return _table_rows(readme.split("## Configuration", 1)[1].split("\n## ", 1)[0])

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from deploy_support import DEPLOY_TESTS, ROOT, compose_command, load_yaml, run
 
-from config import load_settings
+from config import load_settings, setting_names
 from modules.monitoring.notifications import PATH as NOTIFICATIONS_PATH
 
 COMPOSE = ROOT / "docker-compose.yml"
@@ -41,8 +41,7 @@ def env_example() -> dict[str, str]:
 
 def config_variables() -> set[str]:
     """Every environment variable config.py reads."""
-    source = (ROOT / "config.py").read_text(encoding="utf-8")
-    return set(re.findall(r"""\(\s*["']([A-Z][A-Z0-9_]{2,})["']""", source))
+    return set(setting_names())
 
 
 def compose_variables() -> set[str]:

@@ -5,6 +5,10 @@ import re
 from pathlib import Path
 
 import pytest
+from deploy_support import configuration_rows, readme_rows
+
+from config import Settings, setting_names
+from utils.env_values import declared
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -54,13 +58,14 @@ def test_readme_starts_with_the_two_commands_and_stays_short():
 
 
 def test_readme_and_docs_name_only_variables_that_exist():
-    source = (ROOT / "config.py").read_text(encoding="utf-8")
-    read = set(re.findall(r"""\(\s*["']([A-Z][A-Z0-9_]{2,})["']""", source))
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    named = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)`", table, re.M))
+    read = set(setting_names())
+    named = set(readme_rows())
     assert named and named - read == set()
-    configuration = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
-    rows = set(re.findall(r"`([A-Z][A-Z0-9_]{2,})`", "\n".join(
-        line.split("|")[1] for line in configuration.splitlines() if line.startswith("| `"))))
-    assert read - rows == set()  # every setting has its row
+    assert read - set(configuration_rows()) == set()  # every setting has its row
+
+
+def test_readme_defaults_are_the_declared_ones():
+    declarations = {var.env: var for _, var in declared(Settings)}
+    wrong = {name: (default, declarations[name].default_text)
+             for name, (default, *_rest) in readme_rows().items() if default != declarations[name].default_text}
+    assert wrong == {}

@@ -60,9 +60,10 @@ def test_numbers_must_be_finite():
 
 def test_api_key_is_not_in_repr_or_redacted_view():
     s = load_settings({"DEVLAKE_URL": "http://d:8080", "DEVLAKE_API_KEY": "supersecretkey",
-                       "NOTIFICATION_SECRET": "othersecret"})
+                       "NOTIFICATION_SECRET": "othersecret-0123456789"})
     assert "supersecretkey" not in repr(s)
     assert "othersecret" not in repr(s)
+    assert s.redacted()["notification_secret"] == "***"
     assert s.redacted()["api_key"] == "***"
     assert "supersecretkey" not in str(s.redacted())
 
@@ -167,12 +168,150 @@ def test_url_passwords_never_reach_messages_and_are_secrets():
     text = info.value.render()
     assert "ghp_URLPASS999" not in text and "glpat-abc" not in text and "hunter2" not in text
     assert "DEVLAKE_URL='http://admin:***@devlake:8080/?…'" in text and "must not contain a password" in text
-    s = load_settings({"DEVLAKE_URL": "http://admin:s3cret@devlake-ui:4000/api", "DEVLAKE_API_KEY": "k",
-                       "NOTIFICATION_SECRET": "n"})
-    assert set(s.secrets) == {"s3cret", "k", "n"}
+    s = load_settings({"DEVLAKE_URL": "http://admin:s3cret@devlake-ui:4000/api",
+                       "NOTIFICATION_SECRET": "n" * 16})
+    assert set(s.secrets) == {"s3cret", "n" * 16}
     assert s.redacted()["devlake_url"] == "http://admin:***@devlake-ui:4000/api"
+    s = load_settings({"DEVLAKE_URL": "http://devlake:8080", "DEVLAKE_API_KEY": "k", "NOTIFICATION_SECRET": "n" * 16})
+    assert set(s.secrets) == {"k", "n" * 16}
 
 
 def test_unknown_plugins_are_a_configuration_error():
     with pytest.raises(ConfigError, match="PLUGINS names githb: the daemons know only github, gitlab"):
         load_settings({"DEVLAKE_URL": "http://d:8080", "PLUGINS": "githb,gitlab"})
+
+
+URL = {"DEVLAKE_URL": "http://d:8080"}
+
+# Issue 21: each one past its documented bound killed a thread, hung or ate memory.
+PAST_THE_BOUND = [
+    ("POLL_INTERVAL_SECONDS", "1e10", "1–86400 seconds"),  # OverflowError in the poll loop
+    ("POLL_INTERVAL_SECONDS", "86401", "1–86400 seconds"),
+    ("CONNECTION_CHECK_INTERVAL_SECONDS", "1e308", "0–86400 seconds"),
+    ("DEVLAKE_TIMEOUT_SECONDS", "1e308", "0.1–600 seconds"),
+    ("DEVLAKE_TIMEOUT_SECONDS", "601", "0.1–600 seconds"),
+    ("DEVLAKE_MAX_CONCURRENCY", "100000000", "an integer 1–64"),
+    ("DEVLAKE_MAX_CONCURRENCY", "65", "an integer 1–64"),
+    ("DEVLAKE_HTTP_RETRIES", "21", "an integer 0–20"),
+    ("DEVLAKE_RETRY_BACKOFF_SECONDS", "61", "0–60 seconds"),
+    ("RETRY_FAILED_AFTER_MINUTES", "1441", "0.1–1440 minutes"),
+    ("RETRY_FAILED_TIMES", "101", "an integer 0–100"),
+    ("MAX_RERUNS", "11", "an integer 0–10"),
+    ("MAX_PENDING_PIPELINES", "1001", "an integer 0–1000"),
+    ("RETIRE_MISSING_AFTER_DAYS", "366", "an integer 0–365 days, or off"),
+    ("FAILURE_SERIES_RETENTION_DAYS", "366", "0–365 days"),
+    ("MONITOR_LOOKBACK_HOURS", "8761", "0–8760 hours"),
+    ("STUCK_AFTER_MINUTES", "10081", "more than 0, at most 10080 minutes"),
+    ("STALE_AFTER_HOURS", "8761", "more than 0, at most 8760 hours"),
+    ("STATUS_REFRESH_SECONDS", "3601", "0 (never) or 5–3600 seconds"),
+    ("METRICS_PORT", "65536", "an integer 0–65535"),
+]
+
+
+@pytest.mark.parametrize("name, value, allowed", PAST_THE_BOUND, ids=lambda v: str(v)[:40])
+def test_a_value_past_its_bound_is_a_configuration_error_naming_it(name, value, allowed):
+    with pytest.raises(ConfigError) as info:
+        load_settings({**URL, name: value})
+    assert info.value.problems == [f"{name}={value!r} is not valid: expected {allowed}"]
+
+
+@pytest.mark.parametrize("name, value", [
+    ("POLL_INTERVAL_SECONDS", "86400"), ("CONNECTION_CHECK_INTERVAL_SECONDS", "86400"),
+    ("DEVLAKE_TIMEOUT_SECONDS", "600"), ("DEVLAKE_MAX_CONCURRENCY", "64"), ("DEVLAKE_HTTP_RETRIES", "20"),
+    ("DEVLAKE_RETRY_BACKOFF_SECONDS", "60"), ("RETRY_FAILED_AFTER_MINUTES", "1440"), ("RETRY_FAILED_TIMES", "100"),
+    ("MAX_RERUNS", "10"), ("MAX_PENDING_PIPELINES", "1000"), ("RETIRE_MISSING_AFTER_DAYS", "365"),
+    ("FAILURE_SERIES_RETENTION_DAYS", "365"), ("MONITOR_LOOKBACK_HOURS", "8760"), ("STUCK_AFTER_MINUTES", "10080"),
+    ("STALE_AFTER_HOURS", "8760"), ("STATUS_REFRESH_SECONDS", "3600"), ("METRICS_PORT", "65535"),
+])
+def test_the_bound_itself_is_allowed(name, value):
+    load_settings({**URL, name: value})
+
+
+def test_every_bad_value_is_in_one_message_and_main_exits_2_without_traceback(capsys):
+    import blueprint_monitor
+    import manage_projects
+
+    env = {**URL, **{name: value for name, value, _ in PAST_THE_BOUND}}
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    names = {name for name, _, _ in PAST_THE_BOUND}
+    assert len(info.value.problems) == len(names)
+    for main in (manage_projects.main, blueprint_monitor.main):
+        assert main([], env) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("invalid configuration:") and "Traceback" not in err
+        assert all(name in err for name in names)
+
+
+def test_each_setting_is_declared_once_and_read_by_a_daemon():
+    from config import Settings, setting_names
+    from utils.env_values import declared
+
+    names = setting_names()
+    assert len(names) == len(set(names)) == len(Settings.__dataclass_fields__)
+    for field_name, var in declared(Settings):
+        field = Settings.__dataclass_fields__[field_name]
+        assert var.used_by in ("both", "automation", "monitor")
+        assert var.required or field.default is var.default  # the dataclass' default is the loader's
+
+
+def test_notification_secret_needs_16_characters_and_the_message_never_shows_it():
+    # NOTIFICATION_SECRET=e made the redactor mask every "e" of every log line (issue 21)
+    with pytest.raises(ConfigError) as info:
+        load_settings({**URL, "NOTIFICATION_SECRET": "short-secret"})
+    assert info.value.problems == [
+        "NOTIFICATION_SECRET is too short (12 characters): it needs at least 16 (e.g. openssl rand -hex 32)"]
+    assert "short-secret" not in info.value.render()
+    assert load_settings({**URL, "NOTIFICATION_SECRET": "x" * 16}).notification_secret == "x" * 16
+
+
+@pytest.mark.parametrize("url", ["http://admin:pw@devlake-ui:4000/api", "http://admin@devlake-ui:4000/api"])
+def test_api_key_with_user_info_in_the_url_is_a_configuration_error(url):
+    # requests would send the user info as basic auth instead of the Bearer key: every call 401
+    with pytest.raises(ConfigError) as info:
+        load_settings({"DEVLAKE_URL": url, "DEVLAKE_API_KEY": "key-value"})
+    (problem,) = info.value.problems
+    assert problem.startswith("DEVLAKE_API_KEY and user info in DEVLAKE_URL (user:password@) cannot go together")
+    assert "pw" not in problem and "key-value" not in problem
+    assert load_settings({"DEVLAKE_URL": url}).api_key is None  # each alone is fine
+    assert load_settings({"DEVLAKE_URL": "http://devlake:8080", "DEVLAKE_API_KEY": "k"}).api_key == "k"
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("http://[::1", "Invalid IPv6 URL"),  # was a ValueError traceback
+    ("http://devlake:99999", "out of range"),
+    ("http://devlake:port", "Port could not be cast"),
+    ("http://:8080", "expected an http:// or https:// URL"),
+])
+def test_unparsable_urls_are_configuration_errors(url, reason):
+    with pytest.raises(ConfigError) as info:
+        load_settings({"DEVLAKE_URL": url, "DEVLAKE_UI_URL": url})
+    assert len(info.value.problems) == 2
+    assert all(reason in p for p in info.value.problems), info.value.problems
+
+
+@pytest.mark.parametrize("template", [
+    "{name:999999999}",      # a width bomb: a gigabyte per project name
+    "{plugin}/{name:.9999}",
+    "{name:{plugin}}",       # a nested field
+    "{name:d}",              # fails on every scope at run time
+    "{connection_id:x<101}",
+])
+def test_project_name_templates_that_cannot_make_a_name_are_refused(template):
+    with pytest.raises(ConfigError, match="PROJECT_NAME_TEMPLATE"):
+        load_settings({**URL, "PROJECT_NAME_TEMPLATE": template})
+
+
+@pytest.mark.parametrize("template", ["{plugin}/{name}", "{name:>20}", "{plugin}-{connection_id:03d}/{name!s}",
+                                      "{name:.100}"])
+def test_project_name_templates_with_modest_formats_are_accepted(template):
+    assert load_settings({**URL, "PROJECT_NAME_TEMPLATE": template}).project_name_template == template
+
+
+@pytest.mark.parametrize("url", [None, "ftp://d"])
+def test_a_missing_or_bad_url_with_an_api_key_is_one_problem_not_a_crash(url):
+    env = {"DEVLAKE_API_KEY": "k"} | ({"DEVLAKE_URL": url} if url else {})
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    (problem,) = info.value.problems
+    assert problem.startswith("DEVLAKE_URL")

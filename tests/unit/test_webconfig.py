@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import base64
+import os
+from pathlib import Path
 
 import bcrypt
 import pytest
@@ -100,3 +102,23 @@ def test_the_startup_log_shows_no_hashes(tmp_path):
     settings = load_settings({"DEVLAKE_URL": "http://devlake:8080", "WEB_CONFIG_FILE": str(path)})
     shown = str(settings.redacted()) + repr(settings)
     assert hashed not in shown and "basic_auth_users': 1" in shown
+
+
+@pytest.mark.parametrize("make", ["device", "fifo", "directory", "huge"])
+def test_a_file_that_is_no_web_config_is_refused_without_reading_it_all(tmp_path, make):
+    # WEB_CONFIG_FILE=/dev/zero was read until memory ran out (issue 21); a FIFO would block the start
+    if make == "device":
+        path = Path("/dev/zero")
+    elif make == "fifo":
+        path = tmp_path / "pipe"
+        os.mkfifo(path)
+    elif make == "directory":
+        path = tmp_path
+    else:
+        path = tmp_path / "web.yml"
+        path.write_text("# " + "x" * (1024 * 1024) + "\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings({"DEVLAKE_URL": "http://devlake:8080", "WEB_CONFIG_FILE": str(path)})
+    (problem,) = exc.value.problems
+    expected = "is larger than 1024 KiB" if make == "huge" else "is not a regular file"
+    assert problem == f"WEB_CONFIG_FILE={str(path)!r}: {expected}" + (": not a web config file" if make == "huge" else "")
