@@ -19,6 +19,7 @@ import structlog
 
 from modules import answers
 from modules.answers import ListGuard
+from utils.redact import mask_authorization
 
 log = structlog.get_logger("devlake")
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -346,13 +347,14 @@ def _decode(response: requests.Response, method: str, path: str) -> Any:
 
 
 def _error_for(response: requests.Response, method: str, path: str) -> DevLakeError:
-    """Pull DevLake's `message` out of the error body (§1.3); bodies may be empty or plain text."""
-    text = response.text[:2000]
+    """Pull DevLake's `message` out of the error body (§1.3); bodies may be empty or plain text.
+    A proxy may echo our request back: Authorization values are masked before anything keeps them."""
+    text = mask_authorization(response.text[:2000])
     message = text.strip() or response.reason or _phrase(response.status_code)
     try:
         body = json.loads(text)
         if isinstance(body, dict) and body.get("message"):
-            message = str(body["message"])
+            message = mask_authorization(str(body["message"]))
     except ValueError:
         pass
     status = response.status_code

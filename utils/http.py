@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -24,6 +25,27 @@ def refused_unprocessed(status: int, has_retry_after: bool) -> bool:
     before processing it, so resending is safe for every method, POST included (RFC 9110 §15.6.4,
     RFC 6585 §4). Other 5xx are ambiguous for a POST: the applier reads back instead."""
     return status == 429 or (status == 503 and has_retry_after)
+
+
+class CrossHostRedirect(requests.RequestException):
+    """A redirect to another host (or port): not followed, so our API key and our trust stay with
+    DEVLAKE_URL. Same-host redirects (and http -> https on the default ports) are followed."""
+
+
+class DevLakeSession(requests.Session):
+    """requests.Session that refuses redirects requests would strip our Authorization header from."""
+
+    def get_redirect_target(self, resp):
+        target = super().get_redirect_target(resp)
+        if target:
+            new = urljoin(resp.url, f"{urlsplit(resp.url).scheme}:{target}" if target.startswith("//") else target)
+            if self.should_strip_auth(resp.url, new):
+                resp.close()
+                parts = urlsplit(new)
+                where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"  # never credentials
+                raise CrossHostRedirect(f"{resp.status_code} redirect to another host, not followed: {where} "
+                                        "(set DEVLAKE_URL to the address DevLake answers on)", response=resp)
+        return target
 
 
 class _InjectableSleepRetry(Retry):
@@ -74,7 +96,7 @@ def make_retry(retries: int, backoff_seconds: float,
 def make_session(*, api_key: str | None, retries: int, backoff_seconds: float,
                  pool_size: int = 10, sleep: Callable[[float], None] = time.sleep) -> requests.Session:
     """A session with retries mounted, JSON headers, and the API key as a Bearer token."""
-    session = requests.Session()
+    session = DevLakeSession()
     adapter = HTTPAdapter(max_retries=make_retry(retries, backoff_seconds, sleep),
                           pool_connections=pool_size, pool_maxsize=pool_size)
     session.mount("http://", adapter)

@@ -14,7 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from modules import answers
-from modules.api import DevLakeMalformed
+from modules.api import DevLakeError, DevLakeMalformed
 from modules.client import build_client
 from modules.runner import run_once
 from modules.scopes import Connection, walk_remote_scopes
@@ -179,3 +179,35 @@ def test_a_dripping_body_fails_at_the_timeout_not_after_the_last_byte():
         with pytest.raises(DevLakeUnavailable, match="within the timeout"):
             list(build_client(settings).iter_projects())
         assert time.monotonic() - started < 2.0  # the drip alone takes 4.5 s; each byte comes in time
+
+
+def test_a_redirect_to_another_host_is_not_followed():
+    """Issue 21: our API key never travels to a host DEVLAKE_URL does not name; the error says why."""
+    with HostileServer(lambda *_: as_json({"count": 0, "projects": []})) as elsewhere:
+        def answer(method, path, query):
+            return 302, {"Location": f"{elsewhere.url}/projects", "Content-Length": "0"}, b""
+        with HostileServer(answer) as server:
+            from config import load_settings
+            settings = load_settings({"DEVLAKE_URL": server.url, "DEVLAKE_HTTP_RETRIES": "0",
+                                      "DEVLAKE_API_KEY": "k-secret"})
+            with pytest.raises(DevLakeError, match="redirect to another host, not followed: http://127.0.0.1:"):
+                list(build_client(settings).iter_projects())
+        assert elsewhere.calls == 0
+
+
+def test_a_same_host_redirect_is_followed():
+    def answer(method, path, query):
+        if path == "/old/projects":
+            return 307, {"Location": "/projects?page=1&pageSize=100", "Content-Length": "0"}, b""
+        return as_json({"count": 1, "projects": [{"name": "p"}]})
+    with HostileServer(answer) as server:
+        assert [p["name"] for p in client_for(server.url + "/old").iter_projects()] == ["p"]
+
+
+def test_an_echoed_authorization_header_is_masked_in_the_error():
+    body = b"bad request; you sent Authorization: Basic dXNlcjpwYXNz and X-Other: 1"
+    with HostileServer(lambda *_: (400, {"Content-Type": "text/plain"}, body)) as server:
+        with pytest.raises(DevLakeError) as caught:
+            list(client_for(server.url).iter_projects())
+    assert "dXNlcjpwYXNz" not in str(caught.value) and "dXNlcjpwYXNz" not in (caught.value.body or "")
+    assert "Authorization: ***" in caught.value.message
