@@ -262,13 +262,21 @@ class DevLakeClient:
         return self._paginate("/pipelines", "pipelines", page_size, filters,
                               ListGuard(answers.check_pipeline, "id"))
 
-    def pipelines_page(self, page: int, page_size: int, **filters: Any) -> dict:
-        """One raw page of /pipelines (`{"count","pipelines"}`), for callers that stop early."""
+    def pipelines_page(self, page: int, page_size: int, guard: ListGuard | None = None,
+                       **filters: Any) -> dict:
+        """One raw page of /pipelines (`{"count","pipelines"}`), for callers that stop early.
+
+        With a `guard` (one per walk through the list) the page is checked against the pages before
+        it: ids repeated from them are dropped into `"repeated"`, and a page of nothing new or a
+        walk past the guard's item cap is malformed, as in `_paginate`."""
         body = self.get("/pipelines", **filters, page=page, pageSize=page_size)
         items = _field(body, "pipelines", list, "GET", "/pipelines", allow_null=True) or []
         if len(items) > page_size:
             raise _malformed(f"a page of {len(items)} items, {page_size} asked for", "GET", "/pipelines")
-        return body
+        if guard is None:
+            return body
+        fresh = _guarded(guard, items, page_size, "/pipelines")
+        return {**body, "pipelines": fresh, "repeated": len(items) - len(fresh)}
 
     def get_pipeline(self, pipeline_id: int) -> dict:
         path = f"/pipelines/{int(pipeline_id)}"
