@@ -5,6 +5,7 @@ no business logic; callers never see `requests` exceptions.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -95,20 +96,35 @@ class DevLakeClient:
         with self._lock:
             self.calls += 1
             self.mutating_calls += method in MUTATING
-        try:
-            response = self.session.request(method, self.base_url + path, params=params,
-                                            json=json_body, timeout=self.timeout, stream=True)
-            # Retries happen before the headers; the body then gets the timeout as a whole.
-            _read_body(response, time.monotonic() + self.total_timeout)
-        except _BodyRefused as exc:
-            raise _malformed(str(exc), method, path, status=response.status_code) from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise DevLakeUnavailable(_short(exc), method=method, path=path) from exc
-        except requests.RequestException as exc:
-            raise DevLakeError(_short(exc), method=method, path=path) from exc
+        deadlines = getattr(self.session, "deadlines", None)  # utils/deadline.py; absent under requests-mock
+        with deadlines.each_attempt(self.total_timeout) if deadlines else contextlib.nullcontext():
+            try:
+                response = self.session.request(method, self.base_url + path, params=params,
+                                                json=json_body, timeout=self.timeout, stream=True)
+                # The body shares its attempt's deadline (connect + headers + body).
+                deadline = deadlines.current() if deadlines else None
+                _read_body(response, deadline or time.monotonic() + self.total_timeout)
+                if deadlines and deadlines.expired():  # cut off: what was read is not the whole body
+                    raise requests.Timeout("cut off")
+            except _BodyRefused as exc:
+                raise _malformed(str(exc), method, path, status=response.status_code) from None
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if deadlines and deadlines.expired():
+                    # a Timeout as the cause: modules/reachability.py tells timeouts apart by it
+                    raise DevLakeUnavailable(f"no complete answer within the timeout of {self.total_timeout:g} s",
+                                             method=method, path=path) from requests.Timeout(_short(exc))
+                raise DevLakeUnavailable(_short(exc), method=method, path=path) from exc
+            except requests.RequestException as exc:
+                raise DevLakeError(_short(exc), method=method, path=path) from exc
         if 200 <= response.status_code < 300:
             return _decode(response, method, path)
         raise _error_for(response, method, path)
+
+    def limit_retry_waits(self, seconds: float | None) -> None:
+        """From now on, retry waits must end within `seconds` (utils/http.py RetryWindow); None: only the cap."""
+        window = getattr(self.session, "retry_window", None)
+        if window is not None:
+            window.start(seconds)
 
     def get(self, path: str, **params: Any) -> Any:
         return self._request("GET", path, params=params or None)

@@ -92,6 +92,8 @@ class Monitor:
 
     def _poll_and_record(self, started: float, now: float) -> bool:
         calls_before = self.client.calls
+        # retry waits (Retry-After, backoff) end before the next poll is due
+        self.client.limit_retry_waits(self.settings.poll_interval_seconds)
         self.metrics.polls.inc()
         self.automation = read_automation(self.automation_path)
         first_poll = self.state.watermark is None
