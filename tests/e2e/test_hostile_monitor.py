@@ -59,3 +59,17 @@ def test_an_endless_pipeline_list_fails_the_poll_at_the_item_cap(tmp_path, monke
     [line] = [e for e in logs if e["event"] == "devlake_answer_malformed"]
     assert line["route"] == "/pipelines"
     assert ("repeats only" if repeat else "more than 5000 items") in line["problem"]
+
+
+def test_a_poll_never_waits_past_its_interval_for_a_retry(tmp_path):
+    """Issue 21: a `Retry-After` that would end after the next poll is due is not waited for."""
+    sleeps: list = []
+    with HostileServer(lambda *_: (429, {"Retry-After": "200", "Content-Length": "0"}, b"")) as server, \
+            capture_logs() as logs:
+        settings = load_settings({"DEVLAKE_URL": server.url, "STATE_DIR": str(tmp_path), "DEVLAKE_HTTP_RETRIES": "3",
+                                  "POLL_INTERVAL_SECONDS": "60", "CONNECTION_CHECK_INTERVAL_SECONDS": "0"})
+        monitor = Monitor(build_client(settings, sleep=sleeps.append), settings, CollectorRegistry(), clock=Clock())
+        assert monitor.poll_once() is False
+    assert sleeps == [] and server.calls == 1  # 200 s fits the 300 s cap, not the 60 s interval
+    assert monitor.last_error == "http_error"
+    assert [e["allowed_seconds"] <= 60 for e in logs if e["event"] == "devlake_retry_not_waited"] == [True]
