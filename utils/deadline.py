@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -114,7 +115,7 @@ class _Armed:
         self._armed_by_connect = True
         super().connect()  # type: ignore[misc]
 
-    def request(self, *args, **kwargs):
+    def request(self, *args: Any, **kwargs: Any) -> None:
         if not self._armed_by_connect and getattr(self, "sock", None) is not None:
             self.deadlines.arm(self)  # type: ignore[arg-type]  # a kept-alive connection: a new attempt
         self._armed_by_connect = False
