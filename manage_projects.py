@@ -28,7 +28,7 @@ import structlog
 
 from config import ConfigError, Settings, load_settings, settings_help
 from modules import plan_view
-from modules.client import build_client
+from modules.client import RUN_RETRY_WINDOW_SECONDS, build_client
 from modules.doctor import run_doctor
 from modules.exit_codes import ExitCode
 from modules.orchestrator import RunReport
@@ -99,7 +99,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     now = lambda: datetime.now(settings.timezone)  # noqa: E731
     if args.once:
         started = now()
-        code, report = run_once(settings, build_client(settings, dry_run=args.dry_run), started,
+        client = build_client(settings, dry_run=args.dry_run, retry_window_seconds=RUN_RETRY_WINDOW_SECONDS)
+        code, report = run_once(settings, client, started,
                                 dry_run=args.dry_run, quick=True)
         if code == ExitCode.UNUSABLE:  # the one line to act on, outside the JSON log
             print("\n".join(report.plan.problems), file=sys.stderr)
@@ -129,7 +130,8 @@ def _mode(args: argparse.Namespace) -> str:
 
 def _daily_job(settings: Settings, now: Callable[[], datetime], stop: threading.Event) -> int:
     try:
-        code, _ = run_once(settings, build_client(settings), now(), stop=stop)
+        client = build_client(settings, retry_window_seconds=RUN_RETRY_WINDOW_SECONDS)
+        code, _ = run_once(settings, client, now(), stop=stop)
         return code
     except Exception:  # the daemon outlives any one run; the failure is in the log and last-run file
         log.exception("run_crashed")

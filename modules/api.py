@@ -5,6 +5,7 @@ no business logic; callers never see `requests` exceptions.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -19,6 +20,7 @@ import structlog
 
 from modules import answers
 from modules.answers import ListGuard
+from utils.redact import mask_authorization
 
 log = structlog.get_logger("devlake")
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -94,20 +96,35 @@ class DevLakeClient:
         with self._lock:
             self.calls += 1
             self.mutating_calls += method in MUTATING
-        try:
-            response = self.session.request(method, self.base_url + path, params=params,
-                                            json=json_body, timeout=self.timeout, stream=True)
-            # Retries happen before the headers; the body then gets the timeout as a whole.
-            _read_body(response, time.monotonic() + self.total_timeout)
-        except _BodyRefused as exc:
-            raise _malformed(str(exc), method, path, status=response.status_code) from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise DevLakeUnavailable(_short(exc), method=method, path=path) from exc
-        except requests.RequestException as exc:
-            raise DevLakeError(_short(exc), method=method, path=path) from exc
+        deadlines = getattr(self.session, "deadlines", None)  # utils/deadline.py; absent under requests-mock
+        with deadlines.each_attempt(self.total_timeout) if deadlines else contextlib.nullcontext():
+            try:
+                response = self.session.request(method, self.base_url + path, params=params,
+                                                json=json_body, timeout=self.timeout, stream=True)
+                # The body shares its attempt's deadline (connect + headers + body).
+                deadline = deadlines.current() if deadlines else None
+                _read_body(response, deadline or time.monotonic() + self.total_timeout)
+                if deadlines and deadlines.expired():  # cut off: what was read is not the whole body
+                    raise requests.Timeout("cut off")
+            except _BodyRefused as exc:
+                raise _malformed(str(exc), method, path, status=response.status_code) from None
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if deadlines and deadlines.expired():
+                    # a Timeout as the cause: modules/reachability.py tells timeouts apart by it
+                    raise DevLakeUnavailable(f"no complete answer within the timeout of {self.total_timeout:g} s",
+                                             method=method, path=path) from requests.Timeout(_short(exc))
+                raise DevLakeUnavailable(_short(exc), method=method, path=path) from exc
+            except requests.RequestException as exc:
+                raise DevLakeError(_short(exc), method=method, path=path) from exc
         if 200 <= response.status_code < 300:
             return _decode(response, method, path)
         raise _error_for(response, method, path)
+
+    def limit_retry_waits(self, seconds: float | None) -> None:
+        """From now on, retry waits must end within `seconds` (utils/http.py RetryWindow); None: only the cap."""
+        window = getattr(self.session, "retry_window", None)
+        if window is not None:
+            window.start(seconds)
 
     def get(self, path: str, **params: Any) -> Any:
         return self._request("GET", path, params=params or None)
@@ -261,13 +278,21 @@ class DevLakeClient:
         return self._paginate("/pipelines", "pipelines", page_size, filters,
                               ListGuard(answers.check_pipeline, "id"))
 
-    def pipelines_page(self, page: int, page_size: int, **filters: Any) -> dict:
-        """One raw page of /pipelines (`{"count","pipelines"}`), for callers that stop early."""
+    def pipelines_page(self, page: int, page_size: int, guard: ListGuard | None = None,
+                       **filters: Any) -> dict:
+        """One raw page of /pipelines (`{"count","pipelines"}`), for callers that stop early.
+
+        With a `guard` (one per walk through the list) the page is checked against the pages before
+        it: ids repeated from them are dropped into `"repeated"`, and a page of nothing new or a
+        walk past the guard's item cap is malformed, as in `_paginate`."""
         body = self.get("/pipelines", **filters, page=page, pageSize=page_size)
         items = _field(body, "pipelines", list, "GET", "/pipelines", allow_null=True) or []
         if len(items) > page_size:
             raise _malformed(f"a page of {len(items)} items, {page_size} asked for", "GET", "/pipelines")
-        return body
+        if guard is None:
+            return body
+        fresh = _guarded(guard, items, page_size, "/pipelines")
+        return {**body, "pipelines": fresh, "repeated": len(items) - len(fresh)}
 
     def get_pipeline(self, pipeline_id: int) -> dict:
         path = f"/pipelines/{int(pipeline_id)}"
@@ -346,13 +371,14 @@ def _decode(response: requests.Response, method: str, path: str) -> Any:
 
 
 def _error_for(response: requests.Response, method: str, path: str) -> DevLakeError:
-    """Pull DevLake's `message` out of the error body (§1.3); bodies may be empty or plain text."""
-    text = response.text[:2000]
+    """Pull DevLake's `message` out of the error body (§1.3); bodies may be empty or plain text.
+    A proxy may echo our request back: Authorization values are masked before anything keeps them."""
+    text = mask_authorization(response.text[:2000])
     message = text.strip() or response.reason or _phrase(response.status_code)
     try:
         body = json.loads(text)
         if isinstance(body, dict) and body.get("message"):
-            message = str(body["message"])
+            message = mask_authorization(str(body["message"]))
     except ValueError:
         pass
     status = response.status_code

@@ -8,11 +8,17 @@ from config import Settings
 from modules.api import DevLakeClient
 from utils.http import make_session
 
+# A run of the automation never spends retry waits past its first hour (issue 21).
+RUN_RETRY_WINDOW_SECONDS = 3600.0
 
-def build_client(settings: Settings, *, dry_run: bool = False,
-                 sleep: Callable[[float], None] = time.sleep) -> DevLakeClient:
-    """The one way to talk to DevLake: retries, timeouts, API key and /rest prefix from settings."""
+
+def build_client(settings: Settings, *, dry_run: bool = False, sleep: Callable[[float], None] = time.sleep,
+                 retry_window_seconds: float | None = None) -> DevLakeClient:
+    """The one way to talk to DevLake: retries, timeouts, API key and /rest prefix from settings.
+    `retry_window_seconds`: retry waits end within this from now (the monitor sets its own per poll)."""
     session = make_session(api_key=settings.api_key, retries=settings.http_retries,
                            backoff_seconds=settings.retry_backoff_seconds,
                            pool_size=max(10, settings.max_concurrency * 2), sleep=sleep)
-    return DevLakeClient(session, settings.api_base_url, timeout=settings.timeout_seconds, dry_run=dry_run)
+    client = DevLakeClient(session, settings.api_base_url, timeout=settings.timeout_seconds, dry_run=dry_run)
+    client.limit_retry_waits(retry_window_seconds)
+    return client

@@ -1,7 +1,8 @@
 """A hostile "DevLake" for the tests: a real HTTP server whose every answer comes from a function.
 
 `answer(method, path, query) -> (status, headers, body)`; `body` may be bytes or an iterable of
-bytes chunks sent one by one with `pause` seconds between them (a slow drip).
+bytes chunks sent one by one with `pause` seconds between them (a slow drip). A status of None
+sends `body` as the raw response, status line and headers included (a drip of the headers).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-Answer = Callable[[str, str, dict], tuple[int, dict, "bytes | Iterable[bytes]"]]
+Answer = Callable[[str, str, dict], tuple["int | None", dict, "bytes | Iterable[bytes]"]]
 
 
 class HostileServer:
@@ -31,6 +32,9 @@ class HostileServer:
                 parts = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(parts.query).items()}
                 status, headers, body = outer.answer(self.command, parts.path, query)
+                if status is None:
+                    self._drip(body)
+                    return
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
@@ -41,8 +45,11 @@ class HostileServer:
                     return
                 self.send_header("Connection", "close")
                 self.end_headers()
+                self._drip(body)
+
+            def _drip(self, chunks):
                 try:
-                    for chunk in body:
+                    for chunk in chunks:
                         self.wfile.write(chunk)
                         self.wfile.flush()
                         time.sleep(outer.pause)

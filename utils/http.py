@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from urllib.parse import urljoin, urlsplit
 
 import requests
+import structlog
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
+
+from utils.deadline import Deadlines, pool_classes
 
 USER_AGENT = "devlake-automation/1.0"
 # DevLake answers 500 for database lock timeouts and deadlocks on any route; nginx
@@ -16,7 +21,9 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 # the way we use them; POST is left out: a POST that may have succeeded is
 # reconciled by reading back, never re-sent blindly.
 RETRY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
-RETRY_AFTER_MAX_SECONDS = 300
+RETRY_AFTER_MAX_SECONDS = 300  # the longest single wait, whatever the window allows
+
+log = structlog.get_logger("devlake")
 
 
 def refused_unprocessed(status: int, has_retry_after: bool) -> bool:
@@ -26,10 +33,71 @@ def refused_unprocessed(status: int, has_retry_after: bool) -> bool:
     return status == 429 or (status == 503 and has_retry_after)
 
 
+class CrossHostRedirect(requests.RequestException):
+    """A redirect to another host (or port): not followed, so our API key and our trust stay with
+    DEVLAKE_URL. Same-host redirects (and http -> https on the default ports) are followed."""
+
+
+class DevLakeSession(requests.Session):
+    """requests.Session that refuses redirects requests would strip our Authorization header from,
+    and whose attempts can be given a total deadline (`deadlines`, utils/deadline.py)."""
+
+    def __init__(self):
+        super().__init__()
+        self.deadlines = Deadlines()
+        self.retry_window = RetryWindow()
+
+    def get_redirect_target(self, resp):
+        target = super().get_redirect_target(resp)
+        if target:
+            new = urljoin(resp.url, f"{urlsplit(resp.url).scheme}:{target}" if target.startswith("//") else target)
+            if self.should_strip_auth(resp.url, new):
+                resp.close()
+                parts = urlsplit(new)
+                where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"  # never credentials
+                raise CrossHostRedirect(f"{resp.status_code} redirect to another host, not followed: {where} "
+                                        "(set DEVLAKE_URL to the address DevLake answers on)", response=resp)
+        return target
+
+
+class RetryWindow:
+    """Until when retry waits may end (a poll's interval, a run's hour); unset, only the per-wait cap.
+
+    A wait (Retry-After or backoff) longer than what is left is not taken: the request fails now
+    with the answer it got, instead of sleeping past the poll's next start or the run's hour."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic):
+        self.monotonic = monotonic
+        self.until: float | None = None
+
+    def start(self, seconds: float | None) -> None:
+        self.until = None if seconds is None else self.monotonic() + seconds
+
+    def allowance(self) -> float:
+        left = RETRY_AFTER_MAX_SECONDS if self.until is None else self.until - self.monotonic()
+        return min(RETRY_AFTER_MAX_SECONDS, left)
+
+
 class _InjectableSleepRetry(Retry):
-    """urllib3 Retry whose waits go through `sleep`, so tests can record them."""
+    """urllib3 Retry whose waits go through `sleep`, so tests can record them, and stay within `window`."""
 
     sleep_function: Callable[[float], None] = staticmethod(time.sleep)
+    window: RetryWindow = RetryWindow()
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        new = super().increment(method, url, response, error, _pool, _stacktrace)
+        wait, allowed = new.planned_wait(response), self.window.allowance()
+        if wait > allowed:
+            log.warning("devlake_retry_not_waited", wait_seconds=round(wait, 1),
+                        allowed_seconds=round(max(0, allowed), 1), status=getattr(response, "status", None))
+            raise MaxRetryError(_pool, url, error or ResponseError(
+                f"a retry wait of {wait:g} s is more than the {max(0.0, allowed):g} s allowed"))
+        return new
+
+    def planned_wait(self, response=None) -> float:
+        """What `sleep(response)` will wait: Retry-After if the answer has one, else the backoff."""
+        retry_after = self.get_retry_after(response) if response is not None else None
+        return retry_after if retry_after else self.get_backoff_time()
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         if refused_unprocessed(status_code, has_retry_after):
@@ -39,7 +107,7 @@ class _InjectableSleepRetry(Retry):
     def sleep_for_retry(self, response=None):
         retry_after = self.get_retry_after(response) if response is not None else None
         if retry_after:
-            self.sleep_function(min(retry_after, RETRY_AFTER_MAX_SECONDS))
+            self.sleep_function(retry_after)  # within the window: increment() refused longer ones
             return True
         return False
 
@@ -50,10 +118,11 @@ class _InjectableSleepRetry(Retry):
 
 
 def make_retry(retries: int, backoff_seconds: float,
-               sleep: Callable[[float], None] = time.sleep) -> Retry:
-    """Exponential backoff on 429/5xx, timeouts and connection errors, honouring Retry-After;
-    POST only on `refused_unprocessed` answers."""
-    retry_class = type("DevLakeRetry", (_InjectableSleepRetry,), {"sleep_function": staticmethod(sleep)})
+               sleep: Callable[[float], None] = time.sleep, window: RetryWindow | None = None) -> Retry:
+    """Exponential backoff on 429/5xx, timeouts and connection errors, honouring Retry-After up to
+    `window`'s allowance (never more than RETRY_AFTER_MAX_SECONDS); POST only on `refused_unprocessed` answers."""
+    retry_class = type("DevLakeRetry", (_InjectableSleepRetry,),
+                       {"sleep_function": staticmethod(sleep), "window": window or RetryWindow()})
     return retry_class(
         total=retries,
         connect=retries,
@@ -64,19 +133,31 @@ def make_retry(retries: int, backoff_seconds: float,
         backoff_max=60,
         status_forcelist=RETRY_STATUSES,
         allowed_methods=RETRY_METHODS,
-        respect_retry_after_header=True,
-        retry_after_max=RETRY_AFTER_MAX_SECONDS,
+        respect_retry_after_header=True,  # read in full: increment() decides, it never silently shortens
         # The final 5xx reaches the client, which turns it into a typed error.
         raise_on_status=False,
     )
 
 
+class _WatchedAdapter(HTTPAdapter):
+    """HTTPAdapter whose connections start attempts on the session's `Deadlines`."""
+
+    def __init__(self, deadlines: Deadlines, **kwargs):
+        self.deadlines = deadlines
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = pool_classes(self.deadlines)
+
+
 def make_session(*, api_key: str | None, retries: int, backoff_seconds: float,
                  pool_size: int = 10, sleep: Callable[[float], None] = time.sleep) -> requests.Session:
     """A session with retries mounted, JSON headers, and the API key as a Bearer token."""
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=make_retry(retries, backoff_seconds, sleep),
-                          pool_connections=pool_size, pool_maxsize=pool_size)
+    session = DevLakeSession()
+    adapter = _WatchedAdapter(session.deadlines,
+                              max_retries=make_retry(retries, backoff_seconds, sleep, session.retry_window),
+                              pool_connections=pool_size, pool_maxsize=pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})

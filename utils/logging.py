@@ -5,12 +5,16 @@ the monitor's `--once` exposition); `docker logs` shows both streams.
 """
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from datetime import datetime
 
 import structlog
+
+from utils.redact import mask_authorization
 
 REDACTED = "***"
 SECRET_KEYS = {"token", "authorization", "api_key", "apikey", "password", "secret",
@@ -30,6 +34,7 @@ class SecretRedactor:
         if isinstance(key, str) and key.lower().replace("-", "_") in SECRET_KEYS and value:
             return REDACTED
         if isinstance(value, str):
+            value = mask_authorization(value)
             for secret in self.secrets:
                 value = value.replace(secret, REDACTED)
             return value
@@ -38,6 +43,18 @@ class SecretRedactor:
         if isinstance(value, (list, tuple)):
             return [self._clean(None, v) for v in value]
         return value
+
+
+# json.dumps escapes C0 controls itself; with ensure_ascii=False it leaves DEL, the C1 controls and
+# U+2028/U+2029 raw: a log viewer or a JavaScript consumer may take them for line breaks or
+# terminal commands, so a hostile project name could forge or hide log lines.
+_RAW_IN_JSON = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def dumps_escaped(obj, **kwargs) -> str:
+    """json.dumps, readable UTF-8 kept, with every control and line-separator character escaped."""
+    text = json.dumps(obj, ensure_ascii=False, **kwargs)
+    return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 class LocalTimeStamper:
@@ -57,7 +74,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", tz=None,
     """Configure structlog once, from an entry point."""
     import pytz
     # ensure_ascii=False: project names in Vietnamese, CJK or Cyrillic stay readable in `docker logs`.
-    renderer = (structlog.processors.JSONRenderer(ensure_ascii=False) if fmt == "json"
+    renderer = (structlog.processors.JSONRenderer(serializer=dumps_escaped) if fmt == "json"
                 else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
         processors=[

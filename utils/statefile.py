@@ -47,6 +47,11 @@ class CorruptStateFile(Exception):
         super().__init__(f"{path} was unreadable ({reason}); moved to {moved_to}")
 
 
+def _no_constant(name: str):
+    """NaN and Infinity are not JSON (RFC 8259); Python's parser accepts them unless told not to."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def read_json(path: Path, default):
     """Read a state file; a missing file gives `default`.
 
@@ -55,10 +60,10 @@ def read_json(path: Path, default):
     """
     try:
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+            return json.load(handle, parse_constant=_no_constant)
     except FileNotFoundError:
         return default
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         moved = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
         try:
             os.replace(path, moved)

@@ -111,9 +111,9 @@ class ConnectionChecker:
 
     def __init__(self, client: DevLakeClient, plugins: Iterable[str], interval: float, *,
                  clock: Callable[[], float], on_change: Callable[[], None] = lambda: None,
-                 registry: CollectorRegistry | None = None):
+                 registry: CollectorRegistry | None = None, on_crash: Callable[[], None] = lambda: None):
         self.client, self.plugins, self.interval = client, tuple(plugins), interval
-        self.clock, self.on_change = clock, on_change
+        self.clock, self.on_change, self.on_crash = clock, on_change, on_crash
         self._health: dict[tuple[str, int], ConnectionHealth] = {}
         self._lock = threading.Lock()  # guards _health only; never held during HTTP
         self._thread: threading.Thread | None = None
@@ -177,9 +177,11 @@ class ConnectionChecker:
         while not stop.is_set():
             try:
                 self.check_once()
-            except Exception:  # thread boundary: a bug must not end the checks
+            except Exception:  # noqa: BLE001 - thread boundary: a bug must not end the checks
                 log.exception("connection_check_crashed")
-            stop.wait(self.interval)
+                self.on_crash()  # counted as an internal poll error
+            # never longer than a day at once: Event.wait overflows on absurd intervals
+            stop.wait(min(self.interval, 86400.0))
 
 
 class _ConnectionCollector:

@@ -17,6 +17,8 @@ leaves the monitor exactly as it was, and the next poll asks again.
 """
 from __future__ import annotations
 
+from modules import answers
+from modules.answers import ListGuard
 from modules.api import DevLakeClient, DevLakeNotFound
 from modules.lifecycle import is_retired
 from modules.monitoring.ledger import Batch, MalformedAnswer, Observation, parse_pipeline
@@ -24,7 +26,12 @@ from modules.monitoring.state import FAILURE_STATUSES, IN_FLIGHT_STATUSES, NO_PR
 
 NEW_PAGE_SIZE = 100   # new pipelines per poll are usually far fewer
 LIST_PAGE_SIZE = 500  # no server maximum (§10); fewer round trips
-MAX_SCAN_PAGES = 10_000
+MAX_SCAN_PAGES = 10_000  # and at most answers.MAX_LIST_ITEMS pipelines per walk (`_guard`)
+
+
+def _guard() -> ListGuard:
+    """The bounds of one walk through /pipelines: the shared item cap, repeats by id."""
+    return ListGuard(answers.check_pipeline, "id")
 
 
 class Fetcher:
@@ -103,11 +110,12 @@ class Fetcher:
     def _scan_new(self, out: list[Observation], watermark: int) -> set[int]:
         """Pages newest first until one reaches an id at or below the watermark."""
         seen: set[int] = set()
+        guard = _guard()
         for page in range(1, MAX_SCAN_PAGES + 1):
-            items = self._page(page, NEW_PAGE_SIZE)
+            items, listed = self._page(guard, page, NEW_PAGE_SIZE)
             out.extend(items)
             seen.update(o.pipeline_id for o in items)
-            if len(items) < NEW_PAGE_SIZE or min(o.pipeline_id for o in items) <= watermark:
+            if listed < NEW_PAGE_SIZE or not items or min(o.pipeline_id for o in items) <= watermark:
                 break
         return seen
 
@@ -118,18 +126,21 @@ class Fetcher:
         id), so a single old pipeline does not stop the scan: a whole page must.
         """
         seen: set[int] = set()
+        guard = _guard()
         for page in range(1, MAX_SCAN_PAGES + 1):
-            items = self._page(page, LIST_PAGE_SIZE, **filters)
+            items, listed = self._page(guard, page, LIST_PAGE_SIZE, **filters)
             out.extend(items)
             seen.update(o.pipeline_id for o in items)
             recent = [o for o in items if getattr(o, attr) and getattr(o, attr).timestamp() >= floor]
-            if len(items) < LIST_PAGE_SIZE or not recent:
+            if listed < LIST_PAGE_SIZE or not recent:
                 break
         return seen
 
-    def _page(self, page: int, size: int, **filters) -> list[Observation]:
-        body = self.client.pipelines_page(page, size, **filters)
-        return [parse_pipeline(raw) for raw in body.get("pipelines") or []]
+    def _page(self, guard: ListGuard, page: int, size: int, **filters) -> tuple[list[Observation], int]:
+        """The page's pipelines not seen on an earlier page of this walk, and how many it listed."""
+        body = self.client.pipelines_page(page, size, guard, **filters)
+        items = body.get("pipelines") or []
+        return [parse_pipeline(raw) for raw in items], len(items) + body.get("repeated", 0)
 
     def _resolve_blueprints(self, observations: list[Observation], client: DevLakeClient | None = None) -> None:
         """Blueprints created since the last project refresh: one cached GET each.

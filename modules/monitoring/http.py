@@ -6,10 +6,14 @@ path except OPEN_PATHS (utils/webconfig.py).
 """
 from __future__ import annotations
 
+import io
 import json
 import re
+import socket
 import ssl
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 
@@ -32,6 +36,16 @@ log = structlog.get_logger("monitor")
 OPEN_PATHS = frozenset({"/healthz", "/livez", NOTIFICATIONS_PATH})
 REALM = 'Basic realm="devlake-monitor", charset="UTF-8"'
 SIGN = re.compile(r"(sign=)[^&\s]*")
+# Connections served at once (one thread each); beyond it a client gets a 503 at once (over TLS
+# the connection is closed: answering would need a handshake in the accept loop).
+MAX_CONNECTIONS = 64
+# From a request's first byte (or a new connection), its request line and headers must be in
+# within this; a keep-alive connection may still idle `_Handler.timeout` between requests.
+HEADER_SECONDS = 5.0
+LISTEN_BACKLOG = 128  # the standard library's 5 drops connects under a burst of scrapers and browsers
+BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: 32\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        b"too many connections, try again\n")
 
 
 class MetricsServer:
@@ -40,7 +54,8 @@ class MetricsServer:
     Port 0 binds a free port (see `.port`).
     """
 
-    def __init__(self, monitor: Served, addr: str, port: int, receiver=None, web: WebConfig | None = None):
+    def __init__(self, monitor: Served, addr: str, port: int, receiver=None, web: WebConfig | None = None,
+                 max_connections: int = MAX_CONNECTIONS):
         auth = BasicAuth(web.users) if web is not None and web.users else None
         handler = type("MonitorHandler", (_Handler,), {"monitor": monitor, "receiver": receiver, "auth": auth})
         self.tls = web is not None and web.tls is not None
@@ -48,9 +63,9 @@ class MetricsServer:
         self.receiver = receiver
         self.httpd: ThreadingHTTPServer
         if web is not None and web.tls is not None:
-            self.httpd = _TLSServer((addr, port), handler, web.tls.context())
+            self.httpd = _TLSServer((addr, port), handler, web.tls.context(), max_connections=max_connections)
         else:
-            self.httpd = ThreadingHTTPServer((addr, port), handler)
+            self.httpd = _Server((addr, port), handler, max_connections=max_connections)
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -77,13 +92,64 @@ class MetricsServer:
         self.httpd.server_close()
 
 
-class _TLSServer(ThreadingHTTPServer):
+class _Server(ThreadingHTTPServer):
+    """A thread per connection, at most `max_connections` at once; client errors never reach stderr."""
+
+    request_queue_size = LISTEN_BACKLOG
+
+    def __init__(self, address, handler, max_connections: int = MAX_CONNECTIONS):
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            log.debug("http_busy", client=client_address[0])
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _refuse(self, request) -> None:
+        """Answer 503 from the accept loop: a few bytes into an empty send buffer never block."""
+        try:
+            request.setblocking(False)
+            request.send(BUSY)
+            request.recv(65536)  # whatever already arrived, so closing sends FIN, not a reset
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def handle_error(self, request, client_address):
+        """One structured line instead of the standard library's traceback on stderr.
+
+        A client that resets, hangs up or stalls is its own business: DEBUG. Anything else is a
+        bug in a handler: an ERROR line with the traceback inside the JSON."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (OSError, ssl.SSLError)):  # resets, broken pipes, timeouts
+            log.debug("http_client_error", client=client_address[0], error=type(exc).__name__)
+        else:
+            log.error("http_handler_failed", client=client_address[0], exc_info=True)
+
+
+class _TLSServer(_Server):
     """HTTPS only. The handshake runs in the request's thread (`_Handler.handle`), not in
     accept(): a client that connects and stalls must not block everyone else."""
 
-    def __init__(self, address, handler, context: ssl.SSLContext):
+    def __init__(self, address, handler, context: ssl.SSLContext, max_connections: int = MAX_CONNECTIONS):
         self.context = context
-        super().__init__(address, handler)
+        super().__init__(address, handler, max_connections)
+
+    def _refuse(self, request) -> None:
+        self.shutdown_request(request)  # no handshake in the accept loop: just close
 
     def get_request(self):
         sock, client = super().get_request()
@@ -107,6 +173,37 @@ class _Handler(BaseHTTPRequestHandler):
     # (Prometheus, DevLake) waits for a delayed ACK, ~40 ms per request.
     disable_nagle_algorithm = True
     timeout = 30  # seconds a client may stall mid-request (the notification endpoint is public)
+    header_seconds = HEADER_SECONDS
+
+    def setup(self):
+        super().setup()
+        # Reads of the request line and headers are held to one deadline (_HeaderDeadline).
+        self._deadline = _HeaderDeadline(self.rfile.detach(), self.connection, self.timeout)
+        self._buffered = io.BufferedReader(self._deadline)
+        self.rfile = self._buffered
+        self._served = 0
+
+    def handle_one_request(self):
+        if self._served:  # keep-alive: idle up to `timeout` for the next request's first byte
+            try:
+                if not self._buffered.peek(1):
+                    self.close_connection = True
+                    return
+            except OSError:  # idle too long, or the client went away: nothing worth a line
+                self.close_connection = True
+                return
+        self._deadline.deadline = time.monotonic() + self.header_seconds
+        try:
+            super().handle_one_request()
+        finally:
+            self._deadline.deadline = None
+            self._served += 1
+
+    def parse_request(self):
+        try:
+            return super().parse_request()
+        finally:
+            self._deadline.deadline = None  # the headers are in; a body gets the ordinary timeout
 
     def handle(self):
         if isinstance(self.connection, ssl.SSLSocket):
@@ -188,3 +285,33 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):  # access logs at debug, through structlog; never the signature
         log.debug("http_request", client=self.client_address[0], request=SIGN.sub(r"\1***", fmt % args))
+
+
+class _HeaderDeadline(io.RawIOBase):
+    """The connection's reads, each given only what is left of `deadline` while one is set:
+    a client dripping its headers a byte at a time is cut off at the deadline, not after
+    `timeout` seconds per byte."""
+
+    def __init__(self, raw, sock: socket.socket, timeout: float | None):
+        self.raw, self.sock, self.timeout = raw, sock, timeout
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int | None:
+        deadline = self.deadline
+        if deadline is None:
+            return self.raw.readinto(buffer)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("request headers did not arrive in time")
+        self.sock.settimeout(left if self.timeout is None else min(left, self.timeout))
+        try:
+            return self.raw.readinto(buffer)
+        finally:
+            self.sock.settimeout(self.timeout)
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()

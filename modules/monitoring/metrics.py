@@ -47,6 +47,9 @@ class SelfMetrics:
         self.polls = Counter("devlake_monitor_polls", "Polls attempted", registry=registry)
         self.errors = Counter("devlake_monitor_poll_errors", "Failed polls by reason: unreachable, "
                               "auth, http_error, malformed, internal", ["reason"], registry=registry)
+        self.overrun = Gauge("devlake_monitor_poll_overrun", "1 while a poll has been running for longer than "
+                             "POLL_INTERVAL_SECONDS (devlake_up still shows the last completed poll), else 0",
+                             registry=registry)
         self.calls = Gauge("devlake_monitor_last_poll_api_calls", "DevLake API calls made by the last poll",
                            registry=registry)
         self.state_write_errors = Counter("devlake_monitor_state_write_errors",

@@ -36,6 +36,8 @@ HEALTH_STALE_MIN_SECONDS = 120.0
 # DevLake is down or hangs; no poll starting or ending for an interval plus an hour means the
 # poll loop itself is stuck, and only then does restarting the monitor help.
 LIVENESS_BUDGET_SECONDS = 3600.0
+# threading.Event.wait overflows past ~2**31 s on some platforms: never wait longer than a day at once.
+MAX_WAIT_SECONDS = 86400.0
 
 log = structlog.get_logger("monitor")
 
@@ -60,7 +62,8 @@ class Monitor:
         # Its own client (the daemon passes one) so its calls never count as the poll's.
         self.connections = ConnectionChecker(
             connection_client or client, settings.plugins, settings.connection_check_interval_seconds,
-            clock=lambda: self.clock().timestamp(), on_change=self.changed, registry=registry)
+            clock=lambda: self.clock().timestamp(), on_change=self.changed, registry=registry,
+            on_crash=lambda: self.metrics.errors.labels(reason="internal").inc())
         # One setting drives the stale-data alert (prometheus/alerts.yml DevLakeProjectNoRecentSuccess).
         Gauge("devlake_monitor_stale_after_seconds", "STALE_AFTER_HOURS in seconds: a project whose last "
               "success is older is stale", registry=registry).set(settings.stale_after_hours * 3600)
@@ -73,12 +76,24 @@ class Monitor:
         self._generation = 0
         self._cache: tuple[int, bytes, bytes | None] = (-1, b"", None)
         self._generation_lock = threading.Lock()  # not self.lock: bumping never waits for a scrape
+        self.poll_started: float | None = None  # while a poll runs: when it started
+        self._overrun_shown = False
+        self.poller: threading.Thread | None = None  # the poll thread, in daemon mode (serve)
 
     def poll_once(self) -> bool:
         """One poll: fetch, apply, save. Returns False (and counts the reason) if DevLake failed us."""
         started, now = time.perf_counter(), self.clock().timestamp()
-        self.last_progress = now
+        self.last_progress = self.poll_started = now
+        try:
+            return self._poll_and_record(started, now)
+        finally:
+            self.poll_started = None
+            self._show_overrun()
+
+    def _poll_and_record(self, started: float, now: float) -> bool:
         calls_before = self.client.calls
+        # retry waits (Retry-After, backoff) end before the next poll is due
+        self.client.limit_retry_waits(self.settings.poll_interval_seconds)
         self.metrics.polls.inc()
         self.automation = read_automation(self.automation_path)
         first_poll = self.state.watermark is None
@@ -233,6 +248,7 @@ class Monitor:
         Metrics change only when a poll ends or a notification arrives (`changed()`), so
         scrapes in between reuse the bytes.
         """
+        self._show_overrun()
         generation = self._generation
         cached_generation, body, gz = self._cache
         if cached_generation != generation:
@@ -242,12 +258,23 @@ class Monitor:
         self._cache = (generation, body, gz)
         return gz if compressed and gz is not None else body
 
+    def _show_overrun(self) -> None:
+        """devlake_monitor_poll_overrun follows the running poll; a change invalidates the cached exposition."""
+        started = self.poll_started
+        overrun = started is not None and self.clock().timestamp() - started > self.settings.poll_interval_seconds
+        if overrun != self._overrun_shown:
+            self._overrun_shown = overrun
+            self.metrics.overrun.set(1 if overrun else 0)
+            self.changed()
+
     def liveness(self) -> tuple[int, dict]:
         """(HTTP status, body) for /livez: 200 while the poll loop makes progress, DevLake up or not.
 
         Kubernetes restarts a pod whose liveness fails; restarting the monitor does not
         bring DevLake back, so unlike /healthz this never looks at poll results.
         """
+        if self.poller is not None and not self.poller.is_alive():
+            return 503, {"status": "dead", "reason": "the poll thread has ended"}
         age = self.clock().timestamp() - self.last_progress
         if age > self.settings.poll_interval_seconds + LIVENESS_BUDGET_SECONDS:
             return 503, {"status": "wedged", "reason": f"no poll started or ended for {age:.0f}s"}
@@ -282,17 +309,26 @@ def error_reason(exc: Exception) -> str:
 
 def run_forever(monitor: Monitor, stop: threading.Event, interval: float,
                 monotonic: Callable[[], float] = time.monotonic) -> None:
-    """Poll every `interval` seconds (start to start) until `stop` is set."""
+    """Poll every `interval` seconds (start to start) until `stop` is set.
+
+    Thread boundary: poll_once survives DevLake's failures itself; anything that still escapes
+    (a bug, a rendering error) is logged, counted as an internal poll error, and the loop goes on."""
     while not stop.is_set():
         started = monotonic()
-        monitor.poll_once()
-        monitor.exposition()  # render now so scrapes never wait for it
-        stop.wait(max(0.0, interval - (monotonic() - started)))
+        try:
+            monitor.poll_once()
+            monitor.exposition()  # render now so scrapes never wait for it
+        except Exception:  # noqa: BLE001 - logged and counted; a dead poller would serve stale data
+            log.exception("poll_loop_error")
+            monitor.metrics.errors.labels(reason="internal").inc()
+            monitor.changed()
+        stop.wait(max(0.0, min(interval - (monotonic() - started), MAX_WAIT_SECONDS)))
 
 
 def serve(monitor: Monitor, server, stop: threading.Event, interval: float, grace_seconds: float = 8.0) -> int:
     """Daemon mode: poll in a worker thread; on `stop`, let the poll finish, save, shut the server down."""
     worker = threading.Thread(target=run_forever, args=(monitor, stop, interval), name="poller", daemon=True)
+    monitor.poller = worker  # /livez fails if it ever ends
     worker.start()
     monitor.connections.start(stop)
     while not stop.wait(1.0):

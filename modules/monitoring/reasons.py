@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from modules import statuses
+from utils.redact import mask_authorization
 
 REASONS = ("rate_limited", "unauthorized", "forbidden", "not_found", "timeout", "network", "interrupted", "other")
 MESSAGE_LIMIT = 500
@@ -40,8 +41,7 @@ _TABLE: tuple[tuple[str, re.Pattern], ...] = tuple((reason, re.compile(pattern, 
 _SECRETS = tuple(re.compile(p, re.I) for p in (
     # user:password@ in a URL; the password may itself hold an unencoded "@"
     r"(://)[^/\s:@]+:[^/\s]*(@)",
-    # an Authorization header's whole value, scheme and credential ("Authorization: Bearer xyz")
-    r"(authorization\"?\s*[:=]\s*\"?)(?:(?:bearer|token|basic)\s+)?[^\s\"',]+()",
+    # an Authorization header's whole value of any scheme: utils/redact.py, applied in mask()
     r"(\bbearer\s+)[A-Za-z0-9._~+/=-]+()",
     r"(\b(?:token|basic) )[A-Za-z0-9._~+/=-]{8,}()",
     # key=value, key: value and "key":"value" (query strings, headers, JSON bodies)
@@ -63,7 +63,7 @@ def classify(message: str | None) -> str:
 
 def mask(message: str | None, limit: int = MESSAGE_LIMIT) -> str:
     """The message with secrets replaced by *** and cut to `limit` characters (after masking)."""
-    text = message or ""
+    text = mask_authorization(message or "")
     for pattern in _SECRETS:
         text = pattern.sub(lambda m: m.group(1) + MASK + m.group(2), text)
     return text if len(text) <= limit else text[: limit - 1] + "…"

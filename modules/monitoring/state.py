@@ -176,6 +176,9 @@ class MonitorState:
         header = data.get("unexplained_fields", UNEXPLAINED_FIELDS)
         state.unexplained = {k: _row(Unexplained, header, row) for k, row in data.get("unexplained", {}).items()}
         state.reason_counts = {(str(p), str(r)): float(n) for p, r, n in data.get("reason_counts", [])}
+        from modules.monitoring.state_types import problem  # it imports this module's row types
+        if (wrong := problem(state)) is not None:
+            raise TypeError(wrong)
         return state
 
     def save(self, path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from modules import answers
-from modules.api import DevLakeMalformed
+from modules.api import DevLakeError, DevLakeMalformed
 from modules.client import build_client
 from modules.runner import run_once
 from modules.scopes import Connection, walk_remote_scopes
@@ -179,3 +179,104 @@ def test_a_dripping_body_fails_at_the_timeout_not_after_the_last_byte():
         with pytest.raises(DevLakeUnavailable, match="within the timeout"):
             list(build_client(settings).iter_projects())
         assert time.monotonic() - started < 2.0  # the drip alone takes 4.5 s; each byte comes in time
+
+
+def test_a_redirect_to_another_host_is_not_followed():
+    """Issue 21: our API key never travels to a host DEVLAKE_URL does not name; the error says why."""
+    with HostileServer(lambda *_: as_json({"count": 0, "projects": []})) as elsewhere:
+        def answer(method, path, query):
+            return 302, {"Location": f"{elsewhere.url}/projects", "Content-Length": "0"}, b""
+        with HostileServer(answer) as server:
+            from config import load_settings
+            settings = load_settings({"DEVLAKE_URL": server.url, "DEVLAKE_HTTP_RETRIES": "0",
+                                      "DEVLAKE_API_KEY": "k-secret"})
+            with pytest.raises(DevLakeError, match="redirect to another host, not followed: http://127.0.0.1:"):
+                list(build_client(settings).iter_projects())
+        assert elsewhere.calls == 0
+
+
+def test_a_same_host_redirect_is_followed():
+    def answer(method, path, query):
+        if path == "/old/projects":
+            return 307, {"Location": "/projects?page=1&pageSize=100", "Content-Length": "0"}, b""
+        return as_json({"count": 1, "projects": [{"name": "p"}]})
+    with HostileServer(answer) as server:
+        assert [p["name"] for p in client_for(server.url + "/old").iter_projects()] == ["p"]
+
+
+def test_an_echoed_authorization_header_is_masked_in_the_error():
+    body = b"bad request; you sent Authorization: Basic dXNlcjpwYXNz and X-Other: 1"
+    with HostileServer(lambda *_: (400, {"Content-Type": "text/plain"}, body)) as server:
+        with pytest.raises(DevLakeError) as caught:
+            list(client_for(server.url).iter_projects())
+    assert "dXNlcjpwYXNz" not in str(caught.value) and "dXNlcjpwYXNz" not in (caught.value.body or "")
+    assert "Authorization: ***" in caught.value.message
+
+
+def test_a_header_drip_fails_at_the_total_timeout():
+    """Issue 21: 1 byte per 50 ms of status line and headers; each byte comes well within the read
+    timeout, so only a total deadline per attempt ends it."""
+    from modules.api import DevLakeUnavailable
+    raw = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"y" * 20) for i in range(20)) + b"\r\n"
+    with HostileServer(lambda *_: (None, {}, (raw[i:i + 1] for i in range(len(raw)))), pause=0.05) as server:
+        from config import load_settings
+        settings = load_settings({"DEVLAKE_URL": server.url, "DEVLAKE_HTTP_RETRIES": "1",
+                                  "DEVLAKE_RETRY_BACKOFF_SECONDS": "0", "DEVLAKE_TIMEOUT_SECONDS": "0.5"})
+        started = time.monotonic()
+        with pytest.raises(DevLakeUnavailable, match="no complete answer within the timeout of 0.5 s"):
+            build_client(settings).ping()
+        elapsed = time.monotonic() - started
+    assert server.calls == 2  # the retry got its own 0.5 s
+    assert elapsed < 2.0  # the drip alone takes 30 s
+
+
+def test_a_dripping_body_is_cut_at_the_deadline_of_its_attempt():
+    """The body shares the attempt's deadline with the headers, and the cut is a timeout,
+    never a truncated body read as malformed JSON."""
+    from modules.api import DevLakeUnavailable
+    body = json.dumps({"count": 0, "projects": []}).encode() + b" " * 400
+    with HostileServer(lambda *_: (200, {"Content-Length": str(len(body))}, (body[i:i + 1] for i in range(len(body)))),
+                       pause=0.05) as server:
+        started = time.monotonic()
+        with pytest.raises(DevLakeUnavailable, match="within the timeout"):
+            from config import load_settings
+            build_client(load_settings({"DEVLAKE_URL": server.url, "DEVLAKE_HTTP_RETRIES": "0",
+                                        "DEVLAKE_TIMEOUT_SECONDS": "0.5"})).ping()
+        assert time.monotonic() - started < 1.5
+
+
+def _retrying_client(url: str, sleeps: list, now: list):
+    from modules.api import DevLakeClient
+    from utils.http import make_session
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        now[0] += seconds
+    session = make_session(api_key=None, retries=5, backoff_seconds=0, sleep=sleep)
+    session.retry_window.monotonic = lambda: now[0]
+    return DevLakeClient(session, url, timeout=5)
+
+
+def test_a_retry_after_beyond_the_cap_is_not_waited_for():
+    """Issue 21: `Retry-After: 100000` used to cost 300 s per retry; now the request fails at once."""
+    sleeps: list = []
+    with HostileServer(lambda *_: (503, {"Retry-After": "100000", "Content-Length": "0"}, b"")) as server, \
+            capture_logs() as logs:
+        from modules.api import DevLakeUnavailable
+        with pytest.raises(DevLakeUnavailable):
+            _retrying_client(server.url, sleeps, [0.0]).ping()
+    assert sleeps == [] and server.calls == 1
+    [line] = [e for e in logs if e["event"] == "devlake_retry_not_waited"]
+    assert line["wait_seconds"] >= 300 and line["allowed_seconds"] == 300
+
+
+def test_retry_waits_stay_within_the_window():
+    """A poll's waits end before its interval is over: 25 s + 25 s fit in 60 s, a third does not."""
+    sleeps: list = []
+    with HostileServer(lambda *_: (429, {"Retry-After": "25", "Content-Length": "0"}, b"")) as server:
+        client = _retrying_client(server.url, sleeps, [0.0])
+        client.limit_retry_waits(60)
+        with pytest.raises(DevLakeError) as caught:
+            client.ping()
+    assert caught.value.status == 429
+    assert sleeps == [25, 25] and server.calls == 3

@@ -1,6 +1,7 @@
 """monitor_state.json: round trip, and survival of a corrupt file."""
 import json
 
+import pytest
 from structlog.testing import capture_logs
 
 from modules.monitoring.state import NO_PROJECT, FailureEvent, InFlight, MonitorState, ProjectStats, Unexplained
@@ -91,3 +92,46 @@ def test_a_version_1_file_loads_with_the_new_fields_at_their_defaults(tmp_path):
     stats = restored.projects["github/a"]
     assert (stats.failures, stats.consecutive_failures, stats.last_reason) == (3, 2, None)
     assert restored.watermark == 42 and len(restored.events) == 1 and restored.unexplained == {}
+
+
+def _saved_state_with(tmp_path, **changes):
+    """A real saved state file, then one value replaced by `changes` (a dotted path -> raw JSON text)."""
+    state = MonitorState(watermark=5, floor=1000.0)
+    state.projects["p"] = ProjectStats(failures=1, runs=2)
+    state.in_flight[7] = InFlight("p", 1000.0, "TASK_RUNNING")
+    path = tmp_path / "monitor_state.json"
+    state.save(path)
+    text = path.read_text()
+    for old, new in changes.items():
+        assert old in text
+        text = text.replace(old, new, 1)
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("old, new", [
+    ('[1,2,', '["abc",2,'),  # "failures": "abc" (issue 21)
+    ('"floor_epoch":1000.0', '"floor_epoch":NaN'),
+    ('"floor_epoch":1000.0', '"floor_epoch":"nan"'),
+    ('"floor_epoch":1000.0', '"floor_epoch":Infinity'),
+    ('"watermark":5', '"watermark":true'),
+    ('"watermark":5', '"watermark":-3'),
+    ('["p",1000.0,"TASK_RUNNING"', '[["p"],1000.0,"TASK_RUNNING"'),
+    ('["p",1000.0,"TASK_RUNNING"', '["p",1000.0,7'),
+])
+def test_a_wrong_typed_state_file_is_moved_aside(tmp_path, old, new):
+    path = _saved_state_with(tmp_path, **{old: new})
+    with capture_logs() as logs:
+        state = MonitorState.load(path)
+    assert state.watermark is None and state.floor is None  # fresh
+    assert [e["event"] for e in logs] == ["state_file_corrupt"] and logs[0]["log_level"] == "warning"
+    assert not path.exists() and len(list(tmp_path.glob("monitor_state.json.corrupt-*"))) == 1
+
+
+def test_an_absurdly_nested_state_file_is_moved_aside(tmp_path):
+    path = tmp_path / "monitor_state.json"
+    path.write_text("[" * 200_000 + "]" * 200_000)
+    with capture_logs() as logs:
+        state = MonitorState.load(path)
+    assert state.watermark is None and logs[0]["event"] == "state_file_corrupt"
+    assert len(list(tmp_path.glob("monitor_state.json.corrupt-*"))) == 1
