@@ -55,7 +55,7 @@ class Monitor:
         self.automation: LastRun | None = None
         self.fetcher = Fetcher(client)
         self.metrics = SelfMetrics(registry)
-        registry.register(StateCollector(self))
+        registry.register(StateCollector(self, due_after=settings.stuck_after_minutes * 60))
         self.backlog = Backlog(registry)
         # Its own client (the daemon passes one) so its calls never count as the poll's.
         self.connections = ConnectionChecker(

@@ -46,7 +46,9 @@ CONTRACT_METRICS: dict[str, str] = {
     "devlake_monitor_notifications_processed_total": "counter",
     "devlake_monitor_failure_detection_latency_seconds": "histogram",
     "devlake_pipeline_failures_by_reason_total": "counter",  # {plugin, reason} (issue 10)
-    "devlake_project_last_failure_info": "gauge",  # {project_name, plugin, reason, failed_subtask} 1
+    # {project_name, plugin, connection_id, reason, failed_subtask} 1, only while the project fails
+    "devlake_project_last_failure_info": "gauge",
+    "devlake_project_first_collection_due_timestamp_seconds": "gauge",  # never-collected managed projects only
     "devlake_monitor_unexplained_failures": "gauge",
     "devlake_connection_up": "gauge",  # {plugin, connection_id, connection_name}
     "devlake_connection_last_check_timestamp_seconds": "gauge",

@@ -294,7 +294,7 @@ def test_a_new_failure_is_explained_by_its_failed_task(tmp_path, clock, lake, re
         assert monitor.poll_once()
     assert value(monitor, "devlake_pipeline_failures_by_reason_total", plugin="github", reason="unauthorized") == 1
     assert value(monitor, "devlake_project_last_failure_info", project_name="github/a", plugin="github",
-                 reason="unauthorized", failed_subtask="collectApiPullRequests") == 1
+                 connection_id="unknown", reason="unauthorized", failed_subtask="collectApiPullRequests") == 1
     stats = monitor.state.projects["github/a"]
     assert (stats.last_reason, stats.last_plugin, stats.last_failed_subtask) == (
         "unauthorized", "github", "collectApiPullRequests")
