@@ -18,7 +18,7 @@ DEPLOY_TESTS = Path(__file__).resolve().parent
 PROMETHEUS_DIR = ROOT / "prometheus"
 GRAFANA_DIR = ROOT / "grafana"
 DASHBOARD_DIR = GRAFANA_DIR / "dashboards"
-GRAFANA_RULES = GRAFANA_DIR / "provisioning" / "alerting" / "devlake-alerts.yml"
+ALERTMANAGER_CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
 DATASOURCE_UID = "devlake-prometheus"
 MONITOR_JOB = "devlake-monitor"
 
@@ -106,6 +106,15 @@ def require_tool(name: str) -> str:
     return path
 
 
+def require_alertmanager() -> str:
+    """The Alertmanager server: `alertmanager` (upstream) or `prometheus-alertmanager` (Debian's name)."""
+    for name in ("alertmanager", "prometheus-alertmanager"):
+        if shutil.which(name):
+            return str(shutil.which(name))
+    missing_tool("alertmanager")
+    raise AssertionError("unreachable")
+
+
 def compose_command() -> list[str]:
     """A Compose v2 CLI that needs no Docker engine for `config`.
 
@@ -145,11 +154,6 @@ def load_yaml(path: Path):
 
 def prometheus_rules() -> list[dict]:
     doc = load_yaml(PROMETHEUS_DIR / "alerts.yml")
-    return [rule for group in doc["groups"] for rule in group["rules"]]
-
-
-def grafana_rules() -> list[dict]:
-    doc = load_yaml(GRAFANA_RULES)
     return [rule for group in doc["groups"] for rule in group["rules"]]
 
 
@@ -204,16 +208,6 @@ def dashboard_variable_metrics() -> list[tuple[str, str]]:
             text = query.get("query", "") if isinstance(query, dict) else str(query or "")
             for metric in re.findall(r"label_values\(\s*([a-zA-Z_:][\w:]*)", text):
                 out.append((f"{path.name}: variable {var['name']}", metric))
-    return out
-
-
-def grafana_rule_expressions() -> list[tuple[str, str]]:
-    out = []
-    for rule in grafana_rules():
-        for query in rule["data"]:
-            expr = query.get("model", {}).get("expr")
-            if expr:
-                out.append((f"grafana rule {rule['title']} query {query['refId']}", expr))
     return out
 
 
