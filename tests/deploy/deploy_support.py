@@ -49,6 +49,7 @@ CONTRACT_METRICS: dict[str, str] = {
     # {project_name, plugin, connection_id, reason, failed_subtask} 1, only while the project fails
     "devlake_project_last_failure_info": "gauge",
     "devlake_project_first_collection_due_timestamp_seconds": "gauge",  # never-collected managed projects only
+    "devlake_monitor_config_ui_info": "gauge",  # {url} 1, only with DEVLAKE_UI_URL
     "devlake_monitor_unexplained_failures": "gauge",
     "devlake_connection_up": "gauge",  # {plugin, connection_id, connection_name}
     "devlake_connection_last_check_timestamp_seconds": "gauge",

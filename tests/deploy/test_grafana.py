@@ -83,11 +83,14 @@ def test_the_first_row_answers_which_projects_fail_and_why():
     exprs = " ".join(t["expr"] for t in first["targets"])
     assert "devlake_project_consecutive_failures" in exprs and "> 0" in exprs, "only failing projects"
     assert "devlake_project_retired == 1" in exprs
-    (links,) = [prop["value"] for o in first["fieldConfig"]["overrides"] if o["matcher"]["options"] == "Project"
-                for prop in o["properties"] if prop["id"] == "links"]
-    assert [link["title"] for link in links] == ["Status page", "config-ui"]
-    variables = {v["name"] for v in dash["templating"]["list"]}
-    assert {"status_page", "config_ui"} <= variables
+    links = {o["matcher"]["options"]: [link for prop in o["properties"] if prop["id"] == "links"
+                                       for link in prop["value"]] for o in first["fieldConfig"]["overrides"]}
+    assert [link["url"] for link in links["Project"]] == ["${status_page}/"]
+    assert "status_page" in {v["name"] for v in dash["templating"]["list"]}
+    # config-ui: a column only when the monitor has DEVLAKE_UI_URL (devlake_monitor_config_ui_info)
+    assert "config-ui" in columns and "devlake_monitor_config_ui_info" in exprs
+    assert [link["url"] for link in links["config-ui"]] == [
+        "${__value.raw}/projects/${__data.fields.Project:percentencode}"]
 
 
 # --- dashboard lint -----------------------------------------------------------------------------

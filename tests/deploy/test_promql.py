@@ -98,7 +98,8 @@ def real_exposition(tmp_path_factory) -> str:
     url = fake.start()
     try:
         env = dict(os.environ, DEVLAKE_URL=url, STATE_DIR=str(state), LOG_FORMAT="json",
-                   DEVLAKE_RETRY_BACKOFF_SECONDS="0", DEVLAKE_HTTP_RETRIES="0")
+                   DEVLAKE_RETRY_BACKOFF_SECONDS="0", DEVLAKE_HTTP_RETRIES="0",
+                   DEVLAKE_UI_URL="http://config-ui.example:4000")  # devlake_monitor_config_ui_info
         # The automation's last-run file is what the monitor exposes as devlake_automation_*.
         automation = run([python(), "manage_projects.py", "--once"], timeout=60, cwd=ROOT, env=env)
         assert automation.returncode == 0, automation.stderr

@@ -109,3 +109,18 @@ def test_a_password_in_devlake_url_is_neither_on_the_page_nor_in_the_startup_con
         body = requests.get(base + path, timeout=5).text
         assert "s3cr3t-pw" not in body and "admin:***@" in body, path
     assert "s3cr3t-pw" not in str(monitor.settings.redacted())
+
+
+def test_status_json_carries_the_newest_failures_message_masked_and_cut_at_500(
+        monitor_fake, monitor_clock, monitor_factory, monitor_server):
+    """Issue 19 item 4: the full (masked) message is in /status.json, at most 500 characters."""
+    bp = monitor_fake.add_project("github/acme/long")
+    message = "Http DoAsync error calling ghp_abcdefghijklmnopqrstuvwxyz012345: 401 Bad credentials " + "x" * 2000
+    monitor_fake.add_pipeline(bp, "TASK_FAILED", finished_at=monitor_clock.now - timedelta(minutes=5),
+                              failure={"plugin": "github", "failedSubTask": "collectApiIssues", "message": message})
+    monitor = monitor_factory()
+    assert monitor.poll_once()
+    (row,) = requests.get(f"{monitor_server(monitor)}/status.json", timeout=5).json()["projects"]
+    assert row["reason"] == "unauthorized" and len(row["message"]) == 500
+    assert row["message"].startswith("Http DoAsync error calling ***: 401 Bad credentials xxx")
+    assert "ghp_" not in row["message"] and row["message"].endswith("…")
