@@ -51,7 +51,8 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from config import ConfigError, Settings, load_settings
-from modules.client import ExitCode, build_client
+from modules.client import build_client
+from modules.exit_codes import ExitCode
 from modules.monitoring.healthcheck import check_health
 from modules.monitoring.http import MetricsServer
 from modules.monitoring.monitor import Monitor, serve

@@ -16,14 +16,12 @@ from urllib.parse import urlsplit
 
 import pytz
 
+from modules.plugins import PLUGIN_NAMES
 from utils.webconfig import WebConfig, WebConfigError, load_web_config
 
-# Plugins the daily daemon manages by default (`docs/devlake-api.md` §2: all eight
-# register a connection API). PLUGINS narrows this list.
-DEFAULT_PLUGINS = (
-    "github", "gitlab", "bitbucket", "azuredevops_go",
-    "jira", "jenkins", "circleci", "bamboo",
-)
+# Plugins the daily daemon manages by default: every entry of the plugin table
+# (modules/plugins.py). PLUGINS narrows this list.
+DEFAULT_PLUGINS = PLUGIN_NAMES
 PROJECT_NAME_FIELDS = {"plugin", "name", "full_name", "connection_id", "connection_name", "scope_id"}
 DOMAIN_TYPES = {"CODE", "TICKET", "CODEREVIEW", "CROSS", "CICD", "CODEQUALITY"}
 LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}

@@ -52,9 +52,10 @@ import structlog
 
 from config import ConfigError, Settings, load_settings
 from modules import plan_view
-from modules.changes import Plan
-from modules.client import ExitCode, build_client
+from modules.client import build_client
 from modules.doctor import run_doctor
+from modules.exit_codes import ExitCode
+from modules.orchestrator import RunReport
 from modules.plan_view import LINES_PER_KIND
 from modules.reachability import quick_probe
 from modules.runner import health_problem, run_daemon, run_once
@@ -117,7 +118,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if code == ExitCode.UNUSABLE:  # the one line to act on, outside the JSON log
             print("\n".join(report.plan.problems), file=sys.stderr)
         elif args.dry_run:
-            _print_plan(report.plan, settings, started, args)
+            _print_plan(report, settings, started, args)
             if not args.json:
                 print("lifecycle: " + ", ".join(f"{k} {v}" for k, v in report.lifecycle_counts().items()))
         return code
@@ -128,12 +129,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     return ExitCode.OK
 
 
-def _print_plan(plan: Plan, settings: Settings, started: datetime, args: argparse.Namespace) -> None:
-    on = started.astimezone(settings.timezone).date()
+def _print_plan(report: RunReport, settings: Settings, started: datetime, args: argparse.Namespace) -> None:
+    on, deferred = started.astimezone(settings.timezone).date(), report.would_defer
     if args.json:
-        print(json.dumps(plan_view.as_json(plan, settings, on), ensure_ascii=False))
+        print(json.dumps(plan_view.as_json(report.plan, settings, on, deferred_changes=deferred), ensure_ascii=False))
     else:
-        print("\n".join(plan_view.render(plan, settings, on, full=args.full)))
+        print("\n".join(plan_view.render(report.plan, settings, on, deferred_changes=deferred, full=args.full)))
 
 
 def _mode(args: argparse.Namespace) -> str:

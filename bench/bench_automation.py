@@ -34,8 +34,8 @@ from bench.fake_process import FakeHandle  # noqa: E402
 from config import CollectionWindow, load_settings  # noqa: E402
 from modules.changes import Outcome  # noqa: E402
 from modules.client import build_client  # noqa: E402
+from modules.cron_slots import cron_minute_of_day  # noqa: E402
 from modules.runner import run_once  # noqa: E402
-from modules.schedule import cron_minute_of_day  # noqa: E402
 from sandbox.fake_devlake import FakeDevLake  # noqa: E402
 from utils.logging import configure_logging  # noqa: E402
 
@@ -150,7 +150,7 @@ def main() -> int:
     patches = third["by_route"].get("PATCH /blueprints/{id}", 0)
     print(f"window change: {moved} blueprints moved, {third['mutating']} writes ({patches} PATCH)")
     print(f"{ADDED} new repositories: {fourth['mutating']} writes, {fourth['mutating'] / ADDED:.2f} per new "
-          f"repository, {shifted} existing blueprints' crons moved (slots are sticky, modules/schedule.py)")
+          f"repository, {shifted} existing blueprints' crons moved (slots are sticky, modules/cron_slots.py)")
     ok = (first["exit"] == 0 and second["exit"] == 0 and second["mutating"] == 0 and per_repo <= 3.1
           and third["exit"] == 0 and third["mutating"] == patches == moved and fourth["exit"] == 0 and shifted == 0)
     print("targets:", "met" if ok else "NOT met")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark the collection schedule (modules/schedule.py): pure, no DevLake, a second or two.
+"""Benchmark the collection schedule (modules/cron_slots.py): pure, no DevLake, a second or two.
 
 For --repos managed blueprints (default 5,000, one per repository) still on DevLake's default cron:
 
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pytz  # noqa: E402
 
 from config import CollectionWindow  # noqa: E402
-from modules.schedule import (  # noqa: E402
+from modules.cron_slots import (  # noqa: E402
     DEVLAKE_DEFAULT_CRON,
     cron_minute_of_day,
     plan_schedule,

@@ -19,7 +19,7 @@ MAX_REMOTE_PAGES = 1_000
 Check = Callable[[Any], "str | None"]
 
 
-def positive_int(value) -> bool:
+def positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
@@ -28,7 +28,7 @@ def _optional_dict(item: dict, key: str) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def check_project(item) -> str | None:
+def check_project(item: object) -> str | None:
     """ApiOutputProject (backend/server/services/project.go): a name; blueprint and lastPipeline
     null/absent or objects with a positive integer id."""
     if not isinstance(item, dict):
@@ -47,7 +47,7 @@ def check_project(item) -> str | None:
     return None
 
 
-def check_blueprint(item) -> str | None:
+def check_blueprint(item: object) -> str | None:
     """models.Blueprint (backend/core/models/blueprint.go): id, labels, connections[].scopes[]."""
     if not isinstance(item, dict) or not positive_int(item.get("id")):
         return "blueprint has no positive integer id"
@@ -71,7 +71,7 @@ def check_blueprint(item) -> str | None:
     return None
 
 
-def check_connection(item) -> str | None:
+def check_connection(item: object) -> str | None:
     """A plugin connection (§0 #2): a positive integer id and, if present, a string name."""
     if not isinstance(item, dict) or not positive_int(item.get("id")):
         return "connection has no positive integer id"
@@ -80,14 +80,14 @@ def check_connection(item) -> str | None:
     return None
 
 
-def check_scope_item(item) -> str | None:
+def check_scope_item(item: object) -> str | None:
     """A scope list item is `{"scope": {...}, "scopeConfig": ...}` (§0 #3)."""
     if not isinstance(item, dict) or not isinstance(item.get("scope"), dict):
         return 'scope list item is not {"scope": {...}}'
     return None
 
 
-def check_pipeline(item) -> str | None:
+def check_pipeline(item: object) -> str | None:
     if not isinstance(item, dict) or not positive_int(item.get("id")):
         return "pipeline has no positive integer id"
     return None

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import quote
 
 import requests
@@ -66,7 +67,7 @@ class DryRunViolation(DevLakeError):
     """A mutating call was attempted in --dry-run mode: a bug, never sent."""
 
 
-def enc(segment) -> str:
+def enc(segment: object) -> str:
     """Percent-encode one path segment: project names and scope ids may hold '/' (§0 #10)."""
     return quote(str(segment), safe="")
 
@@ -87,7 +88,7 @@ class DevLakeClient:
 
     # -- transport ---------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, *, params: dict | None = None, json_body=None):
+    def _request(self, method: str, path: str, *, params: dict | None = None, json_body: Any = None) -> Any:
         if self.dry_run and method in MUTATING:
             raise DryRunViolation("refused in dry-run mode", method=method, path=path)
         with self._lock:
@@ -108,7 +109,7 @@ class DevLakeClient:
             return _decode(response, method, path)
         raise _error_for(response, method, path)
 
-    def get(self, path, **params):
+    def get(self, path: str, **params: Any) -> Any:
         return self._request("GET", path, params=params or None)
 
     def _paginate(self, path: str, items_key: str, page_size: int, params: dict | None = None,
@@ -255,12 +256,12 @@ class DevLakeClient:
         body = {"skipCollectors": False, "fullSync": False}
         return _dict(self._request("POST", path, json_body=body), "POST", path)
 
-    def iter_pipelines(self, page_size: int = LIST_PAGE_SIZE, **filters) -> Iterator[dict]:
+    def iter_pipelines(self, page_size: int = LIST_PAGE_SIZE, **filters: Any) -> Iterator[dict]:
         """Pipelines newest first; filters use DevLake's keys: status, pending, blueprint_id, label (§0 #6)."""
         return self._paginate("/pipelines", "pipelines", page_size, filters,
                               ListGuard(answers.check_pipeline, "id"))
 
-    def pipelines_page(self, page: int, page_size: int, **filters) -> dict:
+    def pipelines_page(self, page: int, page_size: int, **filters: Any) -> dict:
         """One raw page of /pipelines (`{"count","pipelines"}`), for callers that stop early."""
         body = self.get("/pipelines", **filters, page=page, pageSize=page_size)
         items = _field(body, "pipelines", list, "GET", "/pipelines", allow_null=True) or []
@@ -283,7 +284,7 @@ class DevLakeClient:
         body = self._request("POST", path)
         return body if isinstance(body, dict) else {}
 
-    def rerun_pipeline(self, pipeline_id: int):
+    def rerun_pipeline(self, pipeline_id: int) -> Any:
         return self._request("POST", f"/pipelines/{int(pipeline_id)}/rerun")
 
 
@@ -334,7 +335,7 @@ def _short(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
-def _decode(response: requests.Response, method: str, path: str):
+def _decode(response: requests.Response, method: str, path: str) -> Any:
     if not response.content:
         return None  # e.g. GET /ping answers 200 with an empty body (§1.4)
     try:
@@ -368,7 +369,7 @@ def _phrase(status: int) -> str:
         return f"HTTP {status}"
 
 
-def _field(body, key: str, kind: type, method: str, path: str, allow_null: bool = False):
+def _field(body: Any, key: str, kind: type, method: str, path: str, allow_null: bool = False) -> Any:
     if not isinstance(body, dict) or key not in body:
         raise _malformed(f"answer has no {key!r} field", method, path)
     value = body[key]
@@ -379,13 +380,13 @@ def _field(body, key: str, kind: type, method: str, path: str, allow_null: bool 
     return value
 
 
-def _dict(body, method: str, path: str) -> dict:
+def _dict(body: Any, method: str, path: str) -> dict:
     if not isinstance(body, dict):
         raise _malformed("expected a JSON object", method, path)
     return body
 
 
-def _list_of_dicts(body, method: str, path: str) -> list[dict]:
+def _list_of_dicts(body: Any, method: str, path: str) -> list[dict]:
     if not isinstance(body, list) or not all(isinstance(i, dict) for i in body):
         raise _malformed("expected a JSON array of objects", method, path)
     return body

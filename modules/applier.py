@@ -26,9 +26,9 @@ from typing import Any
 import structlog
 
 from modules.api import DevLakeClient, DevLakeError, DevLakeUnavailable
+from modules.busy_answers import already_running, table_locked
 from modules.changes import (
     Change,
-    CollectionChange,
     CreateProject,
     CreateScopeConfig,
     Outcome,
@@ -40,12 +40,10 @@ from modules.changes import (
     Result,
     TriggerBlueprint,
 )
-from modules.collection import already_running, table_locked
 from modules.connection import find_by_name
 from modules.progress import PhaseProgress
 from modules.projects import project_metrics
-from modules.queue import QUEUE_STATUSES, TriggerRequest, budget_for_triggers, read_pending, select_triggers
-from modules.scopes import Connection
+from modules.queue import QUEUE_STATUSES, pending_for_budget, split_by_budget
 
 log = structlog.get_logger("automation")
 
@@ -75,10 +73,7 @@ class Applier:
         self.backoff_seconds = backoff_seconds
         self.stop = stop or threading.Event()
         self.sleep = sleep
-        self._lock = threading.Lock()
-        self._config_ids: dict[Connection, int] = {}      # scope configs created in this run
-        self._failed_scopes: set[tuple] = set()           # scopes whose PUT failed
-        self._blueprints: dict[str, int] = {}             # project name -> blueprint id, created now
+        self._done: dict[Change, Result] = {}  # results of the phases applied so far, for `resolve`
 
     def apply(self, plan: Plan) -> list[Result]:
         results: list[Result] = []
@@ -87,10 +82,34 @@ class Applier:
             if not batch:
                 continue
             if phase is Phase.COLLECTION and self.max_pending is not None:
-                results.extend(self._run_collection(batch))
+                done = self._run_collection(batch)
             else:
-                results.extend(self._run_phase(batch, phase))
+                done = self._run_phase(batch, phase)
+            self._done.update((r.change, r) for r in done)
+            results.extend(done)
         return results
+
+    def resolve(self, ref: int | Change | None) -> int | None:
+        """The id a change's reference stands for: the one known when planning, or the one the named
+        change (of an earlier phase) created or adopted. None: there is none, or it was not created."""
+        if ref is None or isinstance(ref, int):
+            return ref
+        result = self._result_of(ref)
+        if result is None or result.outcome not in (Outcome.CREATED, Outcome.ADOPTED):
+            return None
+        value = result.value  # CreateScopeConfig: the scope config; CreateProject: its blueprint's id
+        if isinstance(ref, CreateScopeConfig) and isinstance(value, dict):
+            value = int(value["id"])
+        return value if isinstance(value, int) else None
+
+    def _failed(self, ref: Change | None) -> bool:
+        """Whether the named change of an earlier phase was applied and did not succeed."""
+        result = self._result_of(ref)
+        return result is not None and result.outcome in (Outcome.FAILED, Outcome.SKIPPED)
+
+    def _result_of(self, ref: Change | None) -> Result | None:
+        """The one lookup of references: what became of a change of an earlier phase of this run."""
+        return None if ref is None else self._done.get(ref)
 
     def _run_collection(self, changes: list[Change]) -> list[Result]:
         """Start what the queue budget allows, in `select_triggers` order; defer the rest."""
@@ -100,27 +119,21 @@ class Applier:
         results, wanted = [], []
         for change in changes:
             assert isinstance(change, (TriggerBlueprint, RerunPipeline))
-            blueprint_id = self._blueprint_of(change)
-            if blueprint_id is None:
+            if isinstance(change, TriggerBlueprint) and self.resolve(change.blueprint) is None:
                 results.append(Result(change, Outcome.SKIPPED, error="its project was not created"))
             else:
-                wanted.append((change, blueprint_id))
+                wanted.append(change)
         try:
-            start, deferred, budget = split_by_budget(self.api, wanted, self.max_pending)
+            split = split_by_budget(wanted, pending_for_budget(self.api, self.max_pending), self.max_pending)
         except DevLakeError as exc:  # a budget is never computed from a guess
             log.error("queue_unreadable", error=str(exc), status=exc.status, triggers=len(wanted))
             return results + [Result(c, Outcome.FAILED, error=f"queue length unreadable: {exc}",
-                                     status=exc.status) for c, _ in wanted]
-        if deferred:
-            log.info("triggers_deferred", deferred=len(deferred), started=len(start), budget=budget,
-                     max_pending=self.max_pending)
-        results.extend(self._run_phase(start, Phase.COLLECTION) if start else [])
-        return results + [Result(c, Outcome.DEFERRED, error="queue budget") for c in deferred]
-
-    def _blueprint_of(self, change: CollectionChange) -> int | None:
-        if isinstance(change, TriggerBlueprint):
-            return change.blueprint_id or self._blueprints.get(change.project)
-        return change.blueprint_id or 0
+                                     status=exc.status) for c in wanted]
+        if split.deferred:
+            log.info("triggers_deferred", deferred=len(split.deferred), started=len(split.start),
+                     budget=split.budget, max_pending=self.max_pending)
+        results.extend(self._run_phase(list(split.start), Phase.COLLECTION) if split.start else [])
+        return results + [Result(c, Outcome.DEFERRED, error="queue budget") for c in split.deferred]
 
     def _run_phase(self, changes: list[Change], phase: Phase) -> list[Result]:
         progress = PhaseProgress(phase.name.lower(), len(changes), self.monotonic)
@@ -197,28 +210,20 @@ class Applier:
         outcome, created = self.post_reconciled(
             lambda: self.api.create_scope_config(conn.plugin, conn.id, change.body),
             lambda: find_by_name(self.api.list_scope_configs(conn.plugin, conn.id), name))
-        with self._lock:
-            self._config_ids[conn] = int(created["id"])
         return Result(change, outcome, value=created)
 
     def _put_scopes(self, change: PutScopes) -> Result:
         conn = change.connection
-        config_id = change.scope_config_id or self._config_ids.get(conn)
-        if change.config_pending and config_id is None and change.action == "attach_scope_config":
+        config_id = self.resolve(change.scope_config)
+        if config_id is None and change.scope_config is not None and change.action == "attach_scope_config":
             return Result(change, Outcome.SKIPPED, error="the connection's scope config was not created")
         rows = [dict(r, scopeConfigId=config_id) if config_id else r for r in change.rows]
-        try:
-            saved = self.api.put_scopes(conn.plugin, conn.id, rows)
-        except DevLakeError:
-            if change.action == "create":
-                with self._lock:
-                    self._failed_scopes.update((conn.plugin, conn.id, sid) for sid in change.scope_ids)
-            raise
+        saved = self.api.put_scopes(conn.plugin, conn.id, rows)
         outcome = Outcome.CREATED if change.action == "create" else Outcome.UPDATED
         return Result(change, outcome, value=len(saved))
 
     def _create_project(self, change: CreateProject) -> Result:
-        if change.new_scope and change.scope.key in self._failed_scopes:
+        if self._failed(change.scope_added_by):
             return Result(change, Outcome.SKIPPED, error="its scope could not be added")
         body = {"name": change.name, "description": change.description,
                 "metrics": project_metrics(change.metrics)}
@@ -230,8 +235,6 @@ class Applier:
         if not isinstance(blueprint_id, int):
             raise DevLakeError(f"project {change.name!r} has no blueprint", method="POST", path="/projects")
         self.api.patch_blueprint(blueprint_id, change.blueprint)
-        with self._lock:
-            self._blueprints[change.name] = blueprint_id
         log.debug("project_created", project=change.name, blueprint_id=blueprint_id,
                  connection=change.scope.connection.label, scope_id=change.scope.scope_id)
         return Result(change, outcome, value=blueprint_id)
@@ -246,7 +249,7 @@ class Applier:
     # -- collection ---------------------------------------------------------------------------------
 
     def _trigger(self, change: TriggerBlueprint) -> Result:
-        blueprint_id = change.blueprint_id or self._blueprints.get(change.project)
+        blueprint_id = self.resolve(change.blueprint)
         if blueprint_id is None:
             return Result(change, Outcome.SKIPPED, error="its project was not created")
 
@@ -286,21 +289,3 @@ class Applier:
             return Result(change, outcome)
         raise AssertionError("unreachable")
 
-
-def split_by_budget(api: DevLakeClient, wanted: list[tuple[CollectionChange, int]], max_pending: int
-                    ) -> tuple[list[Change], list[Change], int]:
-    """(start now, deferred, budget) for triggers and reruns with their blueprint ids.
-
-    Reads DevLake's queue once (four GETs); also used by --dry-run, since it only reads.
-    """
-    # MAX_PENDING_PIPELINES=0: the daemon starts nothing itself, so the queue need not be read
-    budget = budget_for_triggers(sum(read_pending(api).values()), max_pending) if max_pending > 0 else 0
-    by_request: dict[TriggerRequest, list[Change]] = {}
-    for change, blueprint_id in wanted:
-        if isinstance(change, RerunPipeline):
-            request = TriggerRequest("rerun", blueprint_id, change.project, change.pipeline_id)
-        else:
-            request = TriggerRequest("first", blueprint_id, change.project, new=change.blueprint_id is None)
-        by_request.setdefault(request, []).append(change)
-    start, deferred = select_triggers(by_request, budget)
-    return ([c for r in start for c in by_request[r]], [c for r in deferred for c in by_request[r]], budget)

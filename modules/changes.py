@@ -55,16 +55,15 @@ class CreateScopeConfig:
 class PutScopes:
     """PUT .../scopes with up to 200 rows (an idempotent upsert, §0 #5).
 
-    `scope_config_id` None with `config_pending` True means: the id of the
-    CreateScopeConfig planned for this connection, known only once applied.
+    `scope_config`: the id of the connection's scope config, or the CreateScopeConfig of this
+    plan that creates it (the applier resolves it, `Applier.resolve`), or None (none known).
     """
 
     connection: Connection
     rows: tuple[dict, ...]
     scope_ids: tuple[str, ...]
     action: str  # "create" (new scopes) or "attach_scope_config" (existing rows, re-sent whole)
-    scope_config_id: int | None = None
-    config_pending: bool = False
+    scope_config: int | CreateScopeConfig | None = None
     kind = "scope"
     phase = Phase.SCOPES
 
@@ -85,7 +84,8 @@ class CreateProject:
     description: str  # carries the marker that lets a later run recognise the project
     metrics: tuple[str, ...]
     blueprint: dict   # absolute field values for the auto-created blueprint
-    new_scope: bool = False  # the scope itself is PUT in this run: skip the project if that fails
+    # the PutScopes of this plan that adds the scope itself, if any: the project is skipped if it fails
+    scope_added_by: PutScopes | None = None
     kind = "project"
     phase = Phase.PROJECTS
 
@@ -119,7 +119,7 @@ class PatchBlueprint:
         return self.lifecycle.split(" ", 1)[0]
 
     def describe(self) -> str:
-        # labels and isManual follow the cron (modules/schedule.py) or the lifecycle: those say it all
+        # labels and isManual follow the cron (modules/cron_slots.py) or the lifecycle: those say it all
         changed = ", ".join(f"{k}: {self.before.get(k)!r} -> {v!r}" for k, v in sorted(self.fields.items())
                             if k not in ("connections", "labels", "isManual"))
         return ", ".join(p for p in (self.lifecycle, changed) if p) or "set fields"
@@ -127,10 +127,11 @@ class PatchBlueprint:
 
 @dataclass(frozen=True, eq=False)
 class TriggerBlueprint:
-    """POST /blueprints/{id}/trigger; `blueprint_id` None: the blueprint of `project` created in this run."""
+    """POST /blueprints/{id}/trigger; `blueprint`: its id, or the CreateProject of this plan that
+    creates it (the applier resolves it, `Applier.resolve`)."""
 
     project: str
-    blueprint_id: int | None = None
+    blueprint: int | CreateProject
     kind = "trigger"
     phase = Phase.COLLECTION
 
@@ -138,8 +139,13 @@ class TriggerBlueprint:
     def target(self) -> str:
         return self.project
 
+    @property
+    def new(self) -> bool:
+        """The blueprint is created by this run: its id is not known when planning."""
+        return not isinstance(self.blueprint, int)
+
     def describe(self) -> str:
-        return f"trigger blueprint {self.blueprint_id if self.blueprint_id is not None else '(new)'}"
+        return f"trigger blueprint {'(new)' if self.new else self.blueprint}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,6 +166,9 @@ class RerunPipeline:
         return f"rerun pipeline {self.pipeline_id}"
 
 
+# A change that needs what another change of the same plan creates names that change in a field
+# (PutScopes.scope_config, CreateProject.scope_added_by, TriggerBlueprint.blueprint): phases order
+# them, so the named change is always of an earlier phase, and `Applier.resolve` reads its result.
 Change = CreateScopeConfig | PutScopes | CreateProject | PatchBlueprint | TriggerBlueprint | RerunPipeline
 CollectionChange = TriggerBlueprint | RerunPipeline  # what MAX_PENDING_PIPELINES bounds
 
@@ -177,7 +186,6 @@ class Plan:
     unchanged: int = 0
     problems: list[str] = field(default_factory=list)          # items that could not be planned
     warnings: list[tuple[str, dict]] = field(default_factory=list)  # (event, fields) to log
-    deferred: list[Change] = field(default_factory=list)  # dry-run: triggers over the queue budget
     refused: int = 0  # missing scopes not marked: their connection's mass absence was refused
 
 

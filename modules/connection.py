@@ -5,24 +5,10 @@ import structlog
 
 from config import Settings
 from modules.api import DevLakeClient, DevLakeError, DevLakeNotFound
+from modules.plugins import DEFAULT_DEPLOYMENT_PATTERN, DEFAULT_PRODUCTION_PATTERN, plugin_of
 from modules.scopes import Connection
 
 SCOPE_CONFIG_PREFIX = "devlake-automation"
-# config-ui's default entities per plugin (`docs/devlake-api.md` §6, "Entities").
-DEFAULT_ENTITIES = {
-    "github": ["CODE", "TICKET", "CODEREVIEW", "CROSS", "CICD"],
-    "gitlab": ["CODE", "TICKET", "CODEREVIEW", "CROSS", "CICD"],
-    "bitbucket": ["CODE", "TICKET", "CODEREVIEW", "CROSS", "CICD"],
-    "azuredevops_go": ["CODE", "CODEREVIEW", "CROSS", "CICD"],
-    "jira": ["TICKET", "CROSS"],
-    "jenkins": ["CICD"],
-    "circleci": ["CICD"],
-    "bamboo": ["CICD", "CROSS"],
-}
-# Plugins whose scope config has deployment/production patterns (§6 per-plugin fields).
-PATTERN_PLUGINS = {"github", "gitlab", "bitbucket", "azuredevops_go", "jenkins", "circleci", "bamboo"}
-DEFAULT_DEPLOYMENT_PATTERN = "(deploy|push-image)"
-DEFAULT_PRODUCTION_PATTERN = "prod"
 
 log = structlog.get_logger("automation")
 
@@ -57,12 +43,12 @@ def scope_config_name(connection: Connection) -> str:
 
 
 def desired_scope_config(connection: Connection, settings: Settings) -> dict:
-    plugin = connection.plugin
+    plugin = plugin_of(connection.plugin)
     body = {
         "name": scope_config_name(connection),
-        "entities": list(settings.scope_config_entities or DEFAULT_ENTITIES.get(plugin, [])),
+        "entities": list(settings.scope_config_entities or plugin.entities),
     }
-    if plugin in PATTERN_PLUGINS:
+    if plugin.patterns:
         body["deploymentPattern"] = settings.deployment_pattern or DEFAULT_DEPLOYMENT_PATTERN
         body["productionPattern"] = settings.production_pattern or DEFAULT_PRODUCTION_PATTERN
     return body

@@ -5,16 +5,10 @@ from dataclasses import dataclass
 
 from config import Settings, without_password
 from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeNotFound, enc
-from modules.client import unusable_hint
 from modules.monitoring.connections import check_connection
+from modules.operator_hints import unusable_hint
+from modules.plugins import plugin_of
 from modules.reachability import quick_probe
-
-# Limits of what DevLake can list upstream: a connection may hold more than the automation sees.
-LISTING_LIMITS = {
-    "bitbucket": "DevLake lists at most 100 repositories per Bitbucket workspace and 100 workspaces "
-                 "(backend/plugins/bitbucket/api/remote_api.go never returns a page token)",
-    "circleci": "DevLake lists only the CircleCI projects the token's user follows",
-}
 
 
 @dataclass
@@ -63,8 +57,10 @@ def _check_plugin(client: DevLakeClient, plugin: str) -> list[Check]:
     if not conns:
         return [Check(True, f"plugin {plugin}: no connections")]
     out = []
-    if plugin in LISTING_LIMITS:
-        out.append(Check(True, f"plugin {plugin}: note: {LISTING_LIMITS[plugin]}"))
+    # limits of what DevLake can list upstream: a connection may hold more than the automation sees
+    limit = plugin_of(plugin).listing_limit
+    if limit:
+        out.append(Check(True, f"plugin {plugin}: note: {limit}"))
     for conn in conns:
         label = f"plugin {plugin} connection {conn.get('id')} ({conn.get('name')!r})"
         out.append(_credentials(client, plugin, conn.get("id"), label))
@@ -76,7 +72,7 @@ def _check_plugin(client: DevLakeClient, plugin: str) -> list[Check]:
     return out
 
 
-def _credentials(client: DevLakeClient, plugin: str, connection_id, label: str) -> Check:
+def _credentials(client: DevLakeClient, plugin: str, connection_id: object, label: str) -> Check:
     """DevLake's own test of the stored credentials, read as the monitor reads it."""
     if not isinstance(connection_id, int):
         return Check(False, f"{label}: connection has no numeric id")
@@ -88,7 +84,7 @@ def _credentials(client: DevLakeClient, plugin: str, connection_id, label: str) 
     return Check(False, f"{label}: DevLake could not test the credentials: {outcome.error}")
 
 
-def _first_page(client: DevLakeClient, plugin: str, connection_id) -> list[dict]:
+def _first_page(client: DevLakeClient, plugin: str, connection_id: int) -> list[dict]:
     body = client.get(f"/plugins/{enc(plugin)}/connections/{int(connection_id)}/remote-scopes")
     if not isinstance(body, dict) or not isinstance(body.get("children"), list):
         raise DevLakeError("remote-scopes answer has no 'children' array")

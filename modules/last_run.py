@@ -89,7 +89,7 @@ def read(path: Path) -> LastRun | None:
     return from_json(data)
 
 
-def from_json(data) -> LastRun:
+def from_json(data: object) -> LastRun:
     if not isinstance(data, dict):
         raise LastRunUnreadable("not a JSON object")
     finished = _number(data, "finished_at_epoch")

@@ -17,12 +17,10 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from modules.observe import ConnectionView
+from modules.plugins import plugin_of
 
 MISSING_LABEL_PREFIX = "devlake-automation/missing-since:"
 RETIRED_LABEL = "devlake-automation/retired"
-# DevLake's CircleCI remote scopes list only the projects the token's user follows
-# (backend/plugins/circleci/api/remote_api.go, `docs/devlake-api.md` §4): absent there proves nothing.
-PARTIAL_LISTING_PLUGINS = frozenset({"circleci"})
 MASS_ABSENCE_SHARE = 0.25  # more than this share of a connection's managed scopes missing at once...
 MASS_ABSENCE_MIN = 5       # ...and more than this many: refused
 
@@ -99,9 +97,12 @@ def is_retired(bp: dict) -> bool:
 
 
 def complete(view: ConnectionView) -> bool:
-    """Whether the listing can prove a scope absent: read whole, without error, not cut by DevLake."""
-    return (view.remote is not None and not view.remote.capped_groups
-            and view.connection.plugin not in PARTIAL_LISTING_PLUGINS)
+    """Whether the listing can prove a scope absent: read whole, not cut by DevLake, and no other
+    read of that connection failed (its scope list or scope configs): a connection DevLake
+    answered only in part this run proves nothing."""
+    return (view.remote is not None and view.existing is not None and view.scope_configs is not None
+            and not view.remote.capped_groups
+            and not plugin_of(view.connection.plugin).partial_listing)
 
 
 def scope_keys(bp: dict) -> set[tuple[str, int, str]]:

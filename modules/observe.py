@@ -18,6 +18,7 @@ import structlog
 from config import Settings
 from modules.api import DevLakeClient, DevLakeError
 from modules.connection import discover_connections
+from modules.plugins import plugin_of
 from modules.scopes import Connection, RemoteScopes, list_scopes, walk_remote_scopes
 
 log = structlog.get_logger("automation")
@@ -102,12 +103,10 @@ def _collect_view(conn: Connection, futures: dict[str, Future]) -> ConnectionVie
 def _log_view(view: ConnectionView) -> None:
     conn = view.connection
     if view.remote is not None:
+        spec = plugin_of(conn.plugin)  # only plugins with a listing cap have capped groups
         for group in view.remote.capped_groups:
-            # DevLake's Bitbucket listing stops at 100 repositories per workspace and
-            # never returns a page token (backend/plugins/bitbucket/api/remote_api.go).
             log.warning("remote_listing_capped", plugin=conn.plugin, connection_id=conn.id, workspace=group,
-                        listed=100, hint="DevLake lists at most 100 repositories per Bitbucket workspace; "
-                                         "add the others in config-ui")
+                        listed=spec.group_listing_cap, hint=spec.capped_hint)
     log.info("connection_scanned", plugin=conn.plugin, connection_id=conn.id,
              remote=None if view.remote is None else len(view.remote.scopes),
              existing=None if view.existing is None else len(view.existing))

@@ -16,12 +16,13 @@ import structlog
 
 from config import Settings
 from modules.api import DevLakeClient, DevLakeError
-from modules.applier import Applier, split_by_budget
-from modules.changes import CollectionChange, Outcome, PatchBlueprint, Plan, RerunPipeline, Result, TriggerBlueprint
-from modules.collection import RerunLedger
+from modules.applier import Applier
+from modules.changes import Change, CollectionChange, Outcome, PatchBlueprint, Plan, RerunPipeline, Result
 from modules.observe import Observed, observe
 from modules.plan_view import flat_totals
 from modules.planner import plan as make_plan
+from modules.queue import pending_for_budget, split_by_budget
+from modules.rerun_ledger import RerunLedger
 
 log = structlog.get_logger("automation")
 
@@ -34,6 +35,7 @@ class RunReport:
     results: list[Result] = field(default_factory=list)
     dry_run: bool = False
     stopped: bool = False
+    would_defer: tuple[Change, ...] = ()  # dry run: the triggers the queue budget would defer now
 
     def count(self, outcome: Outcome) -> int:
         return sum(r.items for r in self.results if r.outcome is outcome)
@@ -54,7 +56,7 @@ class RunReport:
     @property
     def deferred(self) -> int:
         """Triggers left to their cron minute or a later run (in a dry run: that would be)."""
-        return len(self.plan.deferred) if self.dry_run else self.count(Outcome.DEFERRED)
+        return len(self.would_defer) if self.dry_run else self.count(Outcome.DEFERRED)
 
     def lifecycle_counts(self) -> dict[str, int]:
         """Blueprints marked missing, retired and restored (in a dry run: that would be), and
@@ -73,7 +75,7 @@ class RunReport:
         counts.update(unchanged=self.unchanged, failed=self.failed, deferred=self.deferred)
         counts.update(self.lifecycle_counts())
         if self.dry_run:  # nothing was applied: what would be, as the printed plan's totals
-            return {**counts, "planned": len(self.plan.changes), "actions": flat_totals(self.plan)}
+            return {**counts, "planned": len(self.plan.changes), "actions": flat_totals(self.plan, self.would_defer)}
         actions = Counter(f"{r.change.kind}_{r.outcome.value}" for r in self.results)
         return {**counts, "planned": len(self.plan.changes), "actions": dict(sorted(actions.items()))}
 
@@ -92,10 +94,10 @@ def run_cycle(api: DevLakeClient, settings: Settings, now: datetime, installed_p
         log.warning(event, **fields)
     log.info("run_planned", changes=len(the_plan.changes), unchanged=the_plan.unchanged,
              problems=len(the_plan.problems))
-    report = RunReport(plan=the_plan, dry_run=dry_run)
     if dry_run:
-        the_plan.deferred = _would_defer(api, the_plan, settings.max_pending_pipelines)
-        return report
+        return RunReport(plan=the_plan, dry_run=True,
+                         would_defer=_would_defer(api, the_plan, settings.max_pending_pipelines))
+    report = RunReport(plan=the_plan)
     applier = Applier(api, workers=settings.max_concurrency, attempts=settings.http_retries + 1,
                       backoff_seconds=settings.retry_backoff_seconds, stop=stop, sleep=sleep,
                       max_pending=settings.max_pending_pipelines, monotonic=monotonic)
@@ -105,20 +107,18 @@ def run_cycle(api: DevLakeClient, settings: Settings, now: datetime, installed_p
     return report
 
 
-def _would_defer(api: DevLakeClient, the_plan: Plan, max_pending: int) -> list:
-    """The triggers a run would defer now. Blueprints not created yet have no id; the queue
-    orders them by project name (modules/queue.py), as the real run does."""
-    wanted: list[tuple[CollectionChange, int]] = [
-        (c, c.blueprint_id or 0) for c in the_plan.changes if isinstance(c, (TriggerBlueprint, RerunPipeline))]
+def _would_defer(api: DevLakeClient, the_plan: Plan, max_pending: int) -> tuple[Change, ...]:
+    """The triggers a run would defer now, decided as the applier decides (modules/queue.py)."""
+    wanted = [c for c in the_plan.changes if isinstance(c, CollectionChange)]
     if not wanted:
-        return []
+        return ()
     try:
-        _start, deferred, budget = split_by_budget(api, wanted, max_pending)
+        split = split_by_budget(wanted, pending_for_budget(api, max_pending), max_pending)
     except DevLakeError as exc:
         log.error("queue_unreadable", error=str(exc), status=exc.status, triggers=len(wanted))
-        return []
-    log.info("queue_budget", budget=budget, max_pending=max_pending, would_defer=len(deferred))
-    return deferred
+        return ()
+    log.info("queue_budget", budget=split.budget, max_pending=max_pending, would_defer=len(split.deferred))
+    return split.deferred
 
 
 def _record_reruns(ledger: RerunLedger, observed: Observed, results: list[Result]) -> None:

@@ -7,12 +7,14 @@ shown in TIMEZONE with DevLake's own value (in DEVLAKE_TIMEZONE, where DevLake e
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, is_dataclass
+from collections.abc import Collection
+from dataclasses import asdict, fields, is_dataclass
 from datetime import date, datetime, time
+from typing import Any
 
 from config import Settings
 from modules.changes import Change, CreateProject, PatchBlueprint, Plan, PutScopes, RerunPipeline, TriggerBlueprint
-from modules.schedule import cron_minute_of_day
+from modules.cron_slots import cron_minute_of_day
 
 LINES_PER_KIND = 20
 # How each kind is called in the summary, in the order a run applies them; other kinds follow.
@@ -20,12 +22,13 @@ KIND_TITLES = {"scope_config": "scope configs", "scope": "scope batches", "proje
                "blueprint": "blueprint patches", "trigger": "first collections", "rerun": "reruns"}
 COUNT_WORDS = {"rows_create": "new", "rows_attach_scope_config": "given the scope config", "start": "start now",
                "deferred": "deferred: queue budget"}
-FOLLOWS_CRON = ("labels", "isManual")  # written with every cron (modules/schedule.py): the cron says it all
+FOLLOWS_CRON = ("labels", "isManual")  # written with every cron (modules/cron_slots.py): the cron says it all
 
 
-def totals(plan: Plan) -> dict[str, dict[str, int]]:
-    """Per kind: `changes` and what they are made of (rows, fields patched, started / deferred)."""
-    deferred = {id(c) for c in plan.deferred}
+def totals(plan: Plan, deferred_changes: Collection[Change] = ()) -> dict[str, dict[str, int]]:
+    """Per kind: `changes` and what they are made of (rows, fields patched, started / deferred:
+    `deferred_changes`, what the queue budget would defer, modules/queue.py `split_by_budget`)."""
+    deferred = {id(c) for c in deferred_changes}
     out: dict[str, Counter] = {}
     for change in sorted(plan.changes, key=lambda c: c.phase):
         counts = out.setdefault(change.kind, Counter())
@@ -40,21 +43,22 @@ def totals(plan: Plan) -> dict[str, dict[str, int]]:
     return {kind: dict(counts) for kind, counts in out.items()}
 
 
-def flat_totals(plan: Plan) -> dict[str, int]:
+def flat_totals(plan: Plan, deferred_changes: Collection[Change] = ()) -> dict[str, int]:
     """`totals` as one level, `<kind>_<count>`: a dry run's `actions` in its run_completed line."""
-    return {f"{kind}_{name}": n for kind, counts in totals(plan).items() for name, n in counts.items()}
+    return {f"{kind}_{name}": n for kind, counts in totals(plan, deferred_changes).items()
+            for name, n in counts.items()}
 
 
-def render(plan: Plan, settings: Settings, on: date, *, full: bool = False,
-           limit: int = LINES_PER_KIND) -> list[str]:
+def render(plan: Plan, settings: Settings, on: date, *, deferred_changes: Collection[Change] = (),
+           full: bool = False, limit: int = LINES_PER_KIND) -> list[str]:
     """The plan as text: the totals, then per kind at most `limit` lines ("… and N more") unless `full`."""
     lines = [f"Plan: {len(plan.changes):,} changes, {plan.unchanged:,} unchanged, {len(plan.problems):,} "
              f"problems; nothing was written. Crons in {settings.timezone} ({settings.devlake_timezone} "
              "as DevLake stores them)."]
-    by_kind = totals(plan)
+    by_kind = totals(plan, deferred_changes)
     for kind in [*KIND_TITLES, *(k for k in by_kind if k not in KIND_TITLES)]:  # the known ones also at 0
         lines.append(f"  {_title(kind):<18} {_summary(by_kind.get(kind, {'changes': 0}))}")
-    deferred = {id(c) for c in plan.deferred}
+    deferred = {id(c) for c in deferred_changes}
     for kind in by_kind:  # what starts now before what waits, then by name
         changes = sorted((c for c in plan.changes if c.kind == kind), key=lambda c: (id(c) in deferred, c.target))
         shown = changes if full else changes[:limit]
@@ -72,13 +76,13 @@ def render(plan: Plan, settings: Settings, on: date, *, full: bool = False,
     return lines
 
 
-def as_json(plan: Plan, settings: Settings, on: date) -> dict:
+def as_json(plan: Plan, settings: Settings, on: date, *, deferred_changes: Collection[Change] = ()) -> dict:
     """The whole plan, every change with its data, for scripts (`--dry-run --json`)."""
-    deferred = {id(c) for c in plan.deferred}
+    deferred = {id(c) for c in deferred_changes}
     return {"dry_run": True, "timezone": str(settings.timezone), "devlake_timezone": str(settings.devlake_timezone),
-            "totals": totals(plan), "unchanged": plan.unchanged, "problems": list(plan.problems),
+            "totals": totals(plan, deferred_changes), "unchanged": plan.unchanged, "problems": list(plan.problems),
             "changes": [{"kind": c.kind, "phase": int(c.phase), "target": c.target, "detail": detail(c, settings, on),
-                         "deferred": id(c) in deferred, "data": _jsonable(asdict(c))}
+                         "deferred": id(c) in deferred, "data": _data(c)}
                         for c in sorted(plan.changes, key=lambda c: (c.phase, c.kind, c.target))]}
 
 
@@ -126,7 +130,14 @@ def _summary(counts: dict[str, int]) -> str:
     return f"{counts['changes']:,}" + (f" ({', '.join(parts)})" if parts else "")
 
 
-def _jsonable(value):
+def _data(change: Change) -> dict:
+    """A change's fields; a reference to another change of the plan (changes.py) as its kind and target."""
+    return {f.name: ({"planned": value.kind, "target": value.target} if isinstance(value, Change)
+                     else _jsonable(value))
+            for f in fields(change) for value in [getattr(change, f.name)]}
+
+
+def _jsonable(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return _jsonable(asdict(value))
     if isinstance(value, dict):

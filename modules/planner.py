@@ -11,7 +11,6 @@ from datetime import datetime
 from config import Settings
 from modules import statuses
 from modules.changes import (
-    Change,
     CreateProject,
     CreateScopeConfig,
     PatchBlueprint,
@@ -20,8 +19,8 @@ from modules.changes import (
     RerunPipeline,
     TriggerBlueprint,
 )
-from modules.collection import rerun_candidate
 from modules.connection import desired_scope_config, find_by_name
+from modules.cron_slots import DEVLAKE_DEFAULT_CRON, CronChange, CronKept, plan_schedule
 from modules.lifecycle import Lifecycle, plan_lifecycle
 from modules.observe import ConnectionView, Observed
 from modules.projects import (
@@ -32,7 +31,7 @@ from modules.projects import (
     time_after_target,
 )
 from modules.queue import never_collected
-from modules.schedule import DEVLAKE_DEFAULT_CRON, CronChange, CronKept, plan_schedule
+from modules.rerun_rule import rerun_candidate
 from modules.scopes import ScopeRef, attach_row, batches, new_scope_row, scope_id_of, scope_ref
 from utils.blueprints import time_after_change
 from utils.datetime import parse_devlake_time
@@ -46,7 +45,7 @@ def plan(observed: Observed, settings: Settings, now: datetime,
         # Without the project index no write is safe: a scope may already be in a hand-made
         # project, and a new scope would be given a project on the next run anyway.
         return result
-    scopes: list[tuple[ScopeRef, bool]] = []  # (scope, new in this run)
+    scopes: list[tuple[ScopeRef, PutScopes | None]] = []  # (scope, the PUT of this run that adds it)
     for view in observed.connections:
         scopes.extend(_plan_connection(view, settings, result))
     index = ProjectIndex.build(observed.projects, observed.blueprints)
@@ -74,55 +73,68 @@ def _plan_lifecycle(index: ProjectIndex, observed: Observed, settings: Settings,
     return lifecycle
 
 
-def _plan_connection(view: ConnectionView, settings: Settings, result: Plan) -> list[tuple[ScopeRef, bool]]:
-    """Scope config, new scopes and scopes without a config for one connection; returns its scopes."""
+def _plan_connection(view: ConnectionView, settings: Settings,
+                     result: Plan) -> list[tuple[ScopeRef, PutScopes | None]]:
+    """Scope config, new scopes and scopes without a config for one connection; returns its scopes,
+    each with the PUT that adds it in this run (None: DevLake has it already)."""
     conn = view.connection
     if view.existing is None:
         return []  # cannot tell new from existing: leave the connection for the next run
-    config_id, pending = _plan_scope_config(view, settings, result)
+    config = _plan_scope_config(view, settings, result)
+    config_id = config if isinstance(config, int) else None
     remote = view.remote.scopes if view.remote is not None else {}
     new_rows = [new_scope_row(conn.plugin, data, config_id)
                 for sid, data in sorted(remote.items()) if sid not in view.existing]
-    unconfigured = [] if not (config_id or pending) else [
+    unconfigured = [] if not config else [
         attach_row(conn.plugin, row, config_id)
         for _sid, row in sorted(view.existing.items()) if not row.get("scopeConfigId")]
-    _add_puts(result, view, new_rows, "create", config_id, pending)
-    _add_puts(result, view, unconfigured, "attach_scope_config", config_id, pending)
+    added_by = _add_puts(result, view, new_rows, "create", config)
+    _add_puts(result, view, unconfigured, "attach_scope_config", config)
     if not new_rows and not unconfigured:
         result.unchanged += 1
-    refs = [(scope_ref(conn, row), False) for row in view.existing.values() if scope_id_of(conn.plugin, row)]
-    refs += [(scope_ref(conn, row), True) for row in new_rows if scope_id_of(conn.plugin, row)]
+    refs: list[tuple[ScopeRef, PutScopes | None]] = [
+        (scope_ref(conn, row), None) for row in view.existing.values() if scope_id_of(conn.plugin, row)]
+    refs += [(scope_ref(conn, row), added_by[sid]) for row in new_rows
+             if (sid := scope_id_of(conn.plugin, row))]
     return refs
 
 
-def _plan_scope_config(view: ConnectionView, settings: Settings, result: Plan) -> tuple[int | None, bool]:
-    """(id of the connection's managed scope config, or None; whether its creation is planned).
+def _plan_scope_config(view: ConnectionView, settings: Settings,
+                       result: Plan) -> int | CreateScopeConfig | None:
+    """The id of the connection's managed scope config, or the change that creates it, or None
+    (its scope configs could not be read).
 
     An existing config is never rewritten: changing its content makes DevLake
     re-collect every scope that uses it, and an operator may have tuned it by
     hand. A difference is only logged.
     """
     if view.scope_configs is None:
-        return None, False
+        return None
     desired = desired_scope_config(view.connection, settings)
     existing = find_by_name(view.scope_configs, desired["name"])
     if existing is None:
-        result.changes.append(CreateScopeConfig(view.connection, desired))
-        return None, True
+        create = CreateScopeConfig(view.connection, desired)
+        result.changes.append(create)
+        return create
     drift = sorted(k for k, v in desired.items() if existing.get(k) != v and k != "name")
     if drift:
         result.warnings.append(("scope_config_differs_kept", {
             "connection": view.connection.label, "scope_config": desired["name"], "fields": drift}))
     result.unchanged += 1
-    return int(existing["id"]), False
+    return int(existing["id"])
 
 
 def _add_puts(result: Plan, view: ConnectionView, rows: list[dict], action: str,
-              config_id: int | None, pending: bool) -> None:
+              config: int | CreateScopeConfig | None) -> dict[str, PutScopes]:
+    """The PUT batches of `rows`; returns the batch of each scope id."""
     plugin = view.connection.plugin
+    of_scope: dict[str, PutScopes] = {}
     for batch in batches(rows):
         ids = tuple(scope_id_of(plugin, r) or "?" for r in batch)
-        result.changes.append(PutScopes(view.connection, tuple(batch), ids, action, config_id, pending))
+        put = PutScopes(view.connection, tuple(batch), ids, action, config)
+        result.changes.append(put)
+        of_scope.update(dict.fromkeys(ids, put))
+    return of_scope
 
 
 @dataclass(frozen=True)
@@ -133,7 +145,7 @@ class _Draft:
     name: str
     fields: dict
     blueprint_id: int | None
-    new_scope: bool
+    scope_added_by: PutScopes | None  # the PUT of this run that adds the scope, if any
     observed: dict  # the interrupted run's blueprint as read, else {}
 
     def as_blueprint(self, placeholder_id: int) -> dict:
@@ -146,10 +158,10 @@ class _Draft:
                 "isManual": self.observed.get("isManual", False)}
 
 
-def _plan_new_blueprints(index: ProjectIndex, scopes: list[tuple[ScopeRef, bool]], settings: Settings,
-                         now: datetime, result: Plan) -> list[_Draft]:
+def _plan_new_blueprints(index: ProjectIndex, scopes: list[tuple[ScopeRef, PutScopes | None]],
+                         settings: Settings, now: datetime, result: Plan) -> list[_Draft]:
     """A project for every scope no blueprint connects yet (names chosen here, before any write)."""
-    new_scopes = {scope for scope, new in scopes if new}
+    added_by = {scope: put for scope, put in scopes if put is not None}
     untracked = [scope for scope, _new in scopes if scope.key not in index.tracked]
     result.unchanged += len(scopes) - len(untracked)
     names, unnamed = assign_names(settings.project_name_template, index, untracked)
@@ -162,14 +174,14 @@ def _plan_new_blueprints(index: ProjectIndex, scopes: list[tuple[ScopeRef, bool]
         if ours is None or not isinstance(blueprint_id, int):
             blueprint_id = None  # ours from an interrupted run (marker in its description): complete it
         drafts.append(_Draft(scope, name, new_blueprint_fields(scope, settings, now), blueprint_id,
-                             scope in new_scopes, index.blueprints.get(blueprint_id or 0) or {}))
+                             added_by.get(scope), index.blueprints.get(blueprint_id or 0) or {}))
     return drafts
 
 
 def _plan_crons(index: ProjectIndex, drafts: list[_Draft], retired: set[int], settings: Settings,
                 now: datetime, result: Plan) -> dict[int, CronChange]:
     """Cron changes by blueprint id (negative: the drafts' placeholders), over existing and new
-    managed blueprints at once so that both get consistent slots (modules/schedule.py).
+    managed blueprints at once so that both get consistent slots (modules/cron_slots.py).
     Retired blueprints take no slot and keep their cron."""
     placeholders = [d.as_blueprint(-i) for i, d in enumerate(drafts, start=1)]
     active = [bp for bp in index.managed_blueprints() if bp["id"] not in retired]
@@ -195,7 +207,7 @@ def _add_new_projects(drafts: list[_Draft], crons: dict[int, CronChange], settin
     for i, draft in enumerate(drafts, start=1):
         cron = crons.get(draft.blueprint_id if draft.blueprint_id is not None else -i)
         fields = {**draft.fields, **(cron.body() if cron else {})}
-        change: Change
+        change: PatchBlueprint | CreateProject
         if draft.blueprint_id is not None:
             before = {k: draft.observed.get(k) for k in fields}
             if cron:
@@ -203,10 +215,11 @@ def _add_new_projects(drafts: list[_Draft], crons: dict[int, CronChange], settin
             change = PatchBlueprint(draft.blueprint_id, draft.name, fields, before)
         else:
             change = CreateProject(draft.scope, draft.name, marker(draft.scope), settings.project_metrics,
-                                   fields, new_scope=draft.new_scope)
+                                   fields, scope_added_by=draft.scope_added_by)
         result.changes.append(change)
         if settings.trigger_new_blueprints:
-            result.changes.append(TriggerBlueprint(draft.name, draft.blueprint_id))
+            result.changes.append(TriggerBlueprint(draft.name, change if isinstance(change, CreateProject)
+                                                   else change.blueprint_id))
 
 
 def _plan_managed_blueprints(index: ProjectIndex, crons: dict[int, CronChange], lifecycle: Lifecycle,

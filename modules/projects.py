@@ -113,7 +113,7 @@ def time_after_target(settings: Settings, now: datetime) -> str:
 def new_blueprint_fields(scope: ScopeRef, settings: Settings, now: datetime) -> dict:
     """Absolute values for the blueprint DevLake created with a managed project.
 
-    The cron and its ownership label are added by the planner (modules/schedule.py), which
+    The cron and its ownership label are added by the planner (modules/cron_slots.py), which
     needs every managed blueprint to give each its slot.
     """
     plugin, cid, sid = scope.key

@@ -12,6 +12,7 @@ from typing import Literal
 
 from modules import statuses
 from modules.api import DevLakeClient, DevLakeError
+from modules.changes import CollectionChange, RerunPipeline
 
 # Everything DevLake still has to run or is running (modules/statuses.py says why each is counted).
 QUEUE_STATUSES = statuses.IN_FLIGHT
@@ -31,6 +32,12 @@ def read_pending(api: DevLakeClient) -> dict[str, int]:
             raise DevLakeError("answer has no integer 'count'", method="GET", path="/pipelines")
         counts[status] = count
     return counts
+
+
+def pending_for_budget(api: DevLakeClient, max_pending: int) -> int:
+    """DevLake's pending pipelines, all statuses; MAX_PENDING_PIPELINES=0 starts nothing whatever
+    the queue holds, so then it is not read."""
+    return sum(read_pending(api).values()) if max_pending > 0 else 0
 
 
 def budget_for_triggers(pending_count: int, max_pending: int) -> int:
@@ -74,3 +81,35 @@ def never_collected(project: dict) -> bool:
     """A project from `GET /projects` whose blueprint has no pipeline at all (§7: the list
     carries `lastPipeline`, omitted when there is none): its first collection is still due."""
     return isinstance(project.get("blueprint"), dict) and not project.get("lastPipeline")
+
+
+@dataclass(frozen=True)
+class BudgetSplit:
+    """The triggers and reruns that start now, those left for their cron minute or a later run
+    (DEFERRED, not failed), and the budget that decided it."""
+
+    start: tuple[CollectionChange, ...]
+    deferred: tuple[CollectionChange, ...]
+    budget: int
+
+
+def split_by_budget(changes: Iterable[CollectionChange], pending: int, max_pending: int) -> BudgetSplit:
+    """Pure: which of a plan's triggers and reruns start now, with `pending` pipelines in DevLake's
+    queue and MAX_PENDING_PIPELINES `max_pending`. The real run and --dry-run both decide here, so
+    the dry run defers exactly what the run will (a new blueprint's id plays no part, see
+    `TriggerRequest.sort_key`)."""
+    by_request: dict[TriggerRequest, list[CollectionChange]] = {}
+    for change in changes:
+        by_request.setdefault(trigger_request(change), []).append(change)
+    budget = budget_for_triggers(pending, max_pending)
+    start, deferred = select_triggers(by_request, budget)
+    return BudgetSplit(tuple(c for r in start for c in by_request[r]),
+                       tuple(c for r in deferred for c in by_request[r]), budget)
+
+
+def trigger_request(change: CollectionChange) -> TriggerRequest:
+    if isinstance(change, RerunPipeline):
+        return TriggerRequest("rerun", change.blueprint_id or 0, change.project, change.pipeline_id)
+    if isinstance(change.blueprint, int):
+        return TriggerRequest("first", change.blueprint, change.project)
+    return TriggerRequest("first", 0, change.project, new=True)

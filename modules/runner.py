@@ -15,8 +15,9 @@ from config import Settings, without_password
 from modules import last_run
 from modules.api import DevLakeClient, DevLakeError
 from modules.changes import Outcome
-from modules.client import ExitCode, unusable_hint
 from modules.devlake_watch import DevLakeWatch, unreachable_reason
+from modules.exit_codes import ExitCode
+from modules.operator_hints import unusable_hint
 from modules.orchestrator import RunReport, run_cycle
 from modules.projects import time_after_target
 from modules.reachability import Unreachable, diagnose, quick_probe

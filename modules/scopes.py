@@ -4,26 +4,15 @@ A "scope" is a repository, board, job or plan, depending on the plugin.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from modules.api import DevLakeClient, DevLakeError
+from modules.plugins import plugin_of
 
-# The field holding each plugin's scope id (`docs/devlake-api.md` §5 table); plugins
-# not listed use `id`, as config-ui does (`getPluginScopeId`).
-SCOPE_ID_FIELDS = {
-    "github": "githubId",
-    "gitlab": "gitlabId",
-    "bitbucket": "bitbucketId",
-    "azuredevops_go": "id",
-    "jira": "boardId",
-    "jenkins": "fullName",
-    "circleci": "id",
-    "bamboo": "planKey",
-}
 PUT_BATCH_SIZE = 200
 MAX_GROUP_DEPTH = 50
-BITBUCKET_LISTING_CAP = 100
 
 
 @dataclass(frozen=True)
@@ -60,7 +49,7 @@ class RemoteScopes:
 
 
 def scope_id_field(plugin: str) -> str:
-    return SCOPE_ID_FIELDS.get(plugin, "id")
+    return plugin_of(plugin).scope_id_field
 
 
 def scope_id_of(plugin: str, row: dict) -> str | None:
@@ -122,9 +111,9 @@ def _collect(connection: Connection, group_id: str | None, entries: list[dict], 
             data.setdefault("name", entry.get("name"))
             data.setdefault("fullName", entry.get("fullName"))
             result.scopes.setdefault(sid, data)
-    # DevLake's Bitbucket listing never pages past 100 repositories per workspace
-    # (backend/plugins/bitbucket/api/remote_api.go; `docs/devlake-api.md` §0 #11).
-    if connection.plugin == "bitbucket" and group_id is not None and scopes_here >= BITBUCKET_LISTING_CAP:
+    # a listing DevLake cuts at its limit may hold more than it shows (modules/plugins.py)
+    cap = plugin_of(connection.plugin).group_listing_cap
+    if cap is not None and group_id is not None and scopes_here >= cap:
         result.capped_groups.append(group_id)
     return groups
 
@@ -159,10 +148,11 @@ def attach_row(plugin: str, row: dict, scope_config_id: int | None) -> dict:
 
 
 def _with_github_urls(plugin: str, row: dict) -> dict:
-    """GitHub rows need lowercase `htmlUrl` and `cloneUrl`: PutScopes checks `dict["htmlUrl"]`
-    (exact key) and otherwise calls GitHub once per row (backend/plugins/github/api/scope_api.go,
-    `docs/devlake-api.md` §0 #18). Remote data and DevLake's own scope list spell it `HTMLUrl`."""
-    if plugin != "github":
+    """Rows of plugins with `html_url` (GitHub) need lowercase `htmlUrl` and `cloneUrl`: PutScopes
+    checks `dict["htmlUrl"]` (exact key) and otherwise calls GitHub once per row
+    (backend/plugins/github/api/scope_api.go, `docs/devlake-api.md` §0 #18). Remote data and
+    DevLake's own scope list spell it `HTMLUrl`."""
+    if not plugin_of(plugin).html_url:
         return row
     html = row.get("htmlUrl") or row.get("HTMLUrl")
     if html:
@@ -172,6 +162,6 @@ def _with_github_urls(plugin: str, row: dict) -> dict:
     return row
 
 
-def batches(rows: list[dict], size: int = PUT_BATCH_SIZE):
+def batches(rows: list[dict], size: int = PUT_BATCH_SIZE) -> Iterator[list[dict]]:
     for start in range(0, len(rows), size):
         yield rows[start:start + size]

@@ -1,12 +1,14 @@
 """Blueprint time rules: what `timeAfter` should be, and when to change it."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
+
+from utils.datetime import localize
 
 SATURDAY = 5  # datetime.weekday()
 
 
-def previous_saturday(now: datetime, tz) -> datetime:
+def previous_saturday(now: datetime, tz: tzinfo) -> datetime:
     """00:00:00 in `tz` of the most recent Saturday strictly before `now`'s local date.
 
     On a Saturday this is the Saturday seven days earlier, so a run on any day
@@ -16,9 +18,7 @@ def previous_saturday(now: datetime, tz) -> datetime:
     days_back = (local.weekday() - SATURDAY) % 7 or 7
     day = (local - timedelta(days=days_back)).date()
     midnight = datetime(day.year, day.month, day.day)
-    if hasattr(tz, "localize"):  # pytz zones need localize() for the right offset
-        return tz.localize(midnight)
-    return midnight.replace(tzinfo=tz)
+    return localize(midnight, tz)
 
 
 def time_after_change(current: datetime | None, target: datetime) -> str:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
@@ -31,3 +31,13 @@ def format_devlake_time(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("format_devlake_time needs an aware datetime")
     return moment.replace(microsecond=0).isoformat()
+
+
+def localize(naive: datetime, tz: tzinfo) -> datetime:
+    """`naive` as a wall-clock time in `tz`. pytz zones need `localize()` for the right offset
+    (`replace(tzinfo=...)` would give them the zone's first, LMT, offset); a time that does not
+    exist or exists twice in a DST change takes the standard-time offset."""
+    localize_method = getattr(tz, "localize", None)
+    if localize_method is not None:
+        return localize_method(naive, is_dst=False)
+    return naive.replace(tzinfo=tz)

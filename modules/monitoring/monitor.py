@@ -19,7 +19,6 @@ from prometheus_client.exposition import generate_latest
 
 from config import Settings
 from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeUnavailable
-from modules.client import unusable_hint
 from modules.last_run import LastRun
 from modules.monitoring import explain
 from modules.monitoring.backlog import Backlog
@@ -28,6 +27,7 @@ from modules.monitoring.fetch import Fetcher
 from modules.monitoring.ledger import MalformedAnswer, Observation, Summary, apply_batch, apply_push
 from modules.monitoring.metrics import AUTOMATION_FILE, SelfMetrics, StateCollector, read_automation
 from modules.monitoring.state import STATE_FILE, FailureEvent, MonitorState
+from modules.operator_hints import unusable_hint
 from modules.reachability import diagnose
 
 REFRESH_SECONDS = 3600.0  # project list + failure re-scan: hourly

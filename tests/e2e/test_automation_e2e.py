@@ -9,9 +9,9 @@ import pytz
 from config import load_settings
 from modules.changes import CreateProject, CreateScopeConfig, Outcome, PutScopes
 from modules.client import build_client
+from modules.cron_slots import cron_label, cron_minute_of_day
 from modules.projects import MANAGED_LABEL
 from modules.runner import run_once
-from modules.schedule import cron_label, cron_minute_of_day
 from sandbox.fake_devlake import FakeDevLake
 
 VN = pytz.timezone("Asia/Ho_Chi_Minh")
@@ -288,6 +288,6 @@ def test_dry_run_defers_exactly_the_triggers_the_run_defers(fake, world, tmp_pat
     settings = settings_for(fake, tmp_path, MAX_PENDING_PIPELINES="2", DEVLAKE_MAX_CONCURRENCY="4")
     _, preview = run_once(settings, build_client(settings, dry_run=True), NOW, dry_run=True)
     code, report = run(fake, tmp_path, MAX_PENDING_PIPELINES="2", DEVLAKE_MAX_CONCURRENCY="4")
-    would = sorted(c.project for c in preview.plan.deferred)
+    would = sorted(c.project for c in preview.would_defer)
     did = sorted(r.change.project for r in report.results if r.outcome is Outcome.DEFERRED)
     assert code == 0 and len(did) == len(managed(fake)) - 2 and would == did

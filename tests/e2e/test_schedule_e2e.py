@@ -18,9 +18,9 @@ from config import Settings, load_settings
 from modules import plan_view
 from modules.changes import Outcome, PatchBlueprint, TriggerBlueprint
 from modules.client import build_client
+from modules.cron_slots import cron_label, cron_minute_of_day, zone_shift_minutes
 from modules.orchestrator import RunReport
 from modules.runner import run_once
-from modules.schedule import cron_label, cron_minute_of_day, zone_shift_minutes
 from sandbox.fake_devlake import FakeDevLake
 
 MANAGED = "managed-by/devlake-automation"
@@ -57,13 +57,13 @@ def run(settings: Settings, dry_run: bool = False) -> RunReport:
 
 
 def started(report: RunReport) -> list[int]:
-    return [r.change.blueprint_id for r in report.results if isinstance(r.change, TriggerBlueprint)
-            and r.outcome is Outcome.CREATED and r.change.blueprint_id is not None]
+    return [r.change.blueprint for r in report.results if isinstance(r.change, TriggerBlueprint)
+            and r.outcome is Outcome.CREATED and isinstance(r.change.blueprint, int)]
 
 
 def deferred(report: RunReport) -> list[int]:
-    return [r.change.blueprint_id for r in report.results if r.outcome is Outcome.DEFERRED
-            and isinstance(r.change, TriggerBlueprint) and r.change.blueprint_id is not None]
+    return [r.change.blueprint for r in report.results if r.outcome is Outcome.DEFERRED
+            and isinstance(r.change, TriggerBlueprint) and isinstance(r.change.blueprint, int)]
 
 
 def patches(report: RunReport) -> list[PatchBlueprint]:
@@ -105,7 +105,7 @@ def test_spread_budget_and_window_change(fake, tmp_path):
     fake.reset_log()
     preview = run(settings, dry_run=True)         # the queue is full: every trigger would wait
     assert preview.deferred == REPOS - BUDGET and fake.mutating_count() == 0
-    every_line = plan_view.render(preview.plan, settings, NOW.date(), full=True)
+    every_line = plan_view.render(preview.plan, settings, NOW.date(), deferred_changes=preview.would_defer, full=True)
     assert sum("[deferred: queue budget]" in line for line in every_line) == REPOS - BUDGET
     second = run(settings)                          # nothing new, the queue still full
     assert patches(second) == [] and started(second) == [] and len(deferred(second)) == REPOS - BUDGET
@@ -137,7 +137,7 @@ def test_spread_budget_and_window_change(fake, tmp_path):
     before = crons(fake)
     preview = run(moved_settings, dry_run=True)
     assert fake.mutating_count() == 0
-    every_line = plan_view.render(preview.plan, moved_settings, NOW.date(), full=True)
+    every_line = plan_view.render(preview.plan, moved_settings, NOW.date(), deferred_changes=preview.would_defer, full=True)
     assert sum("(cron: " in line for line in every_line) == REPOS - 1
     moved = run(moved_settings)
     (kept,) = [fields for event, fields in moved.plan.warnings if event == "cron_hand_set_kept"]

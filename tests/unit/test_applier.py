@@ -37,8 +37,8 @@ def applier():
     return Applier(client, workers=1, attempts=3, backoff_seconds=0, sleep=lambda s: None)
 
 
-def project_change(new_scope=False):
-    return CreateProject(SCOPE, "jira/Board", MARK, ("dora",), {"labels": ["x"]}, new_scope=new_scope)
+def project_change(scope_added_by=None):
+    return CreateProject(SCOPE, "jira/Board", MARK, ("dora",), {"labels": ["x"]}, scope_added_by=scope_added_by)
 
 
 def config_change():
@@ -149,9 +149,10 @@ def test_phases_pass_ids_on_and_failures_skip_what_depends_on_them(applier, requ
     scopes = f"{BASE}/plugins/jira/connections/2/scopes"
     requests_mock.post(CONFIGS, status_code=201, json={"id": 8, "name": "devlake-automation-jira-2"})
     requests_mock.put(scopes, status_code=500)
-    plan = Plan(changes=[
-        TriggerBlueprint("jira/Board"), project_change(new_scope=True),
-        PutScopes(CONN, ({"boardId": 7},), ("7",), "create", None, config_pending=True), config_change()])
+    config = config_change()
+    put = PutScopes(CONN, ({"boardId": 7},), ("7",), "create", config)
+    project = project_change(scope_added_by=put)
+    plan = Plan(changes=[TriggerBlueprint("jira/Board", project), project, put, config])
     results = {type(r.change).__name__: r.outcome for r in applier.apply(plan)}
     assert results == {"CreateScopeConfig": Outcome.CREATED, "PutScopes": Outcome.FAILED,
                        "CreateProject": Outcome.SKIPPED, "TriggerBlueprint": Outcome.SKIPPED}

@@ -84,8 +84,9 @@ def test_trigger_of_a_project_created_in_the_same_run_uses_its_new_blueprint(req
     requests_mock.post(f"{BASE}/projects", status_code=201, json={"name": "jira/Board", "blueprint": {"id": 12}})
     requests_mock.patch(f"{BASE}/blueprints/12", json={"id": 12})
     create = CreateProject(SCOPE, "jira/Board", "m", ("dora",), {"cronConfig": "3 15 * * *"})
-    results = budgeted(10).apply(Plan(changes=[TriggerBlueprint("jira/Board"), create,
-                                               TriggerBlueprint("never/created")]))
+    never = CreateProject(SCOPE, "never/created", "m", ("dora",), {})  # not in the plan: never applied
+    results = budgeted(10).apply(Plan(changes=[TriggerBlueprint("jira/Board", create), create,
+                                               TriggerBlueprint("never/created", never)]))
     outcomes = {(r.change.kind, r.change.target): r.outcome for r in results}
     assert outcomes[("trigger", "jira/Board")] is Outcome.CREATED
     assert outcomes[("trigger", "never/created")] is Outcome.SKIPPED

@@ -15,23 +15,30 @@ SETTINGS = load_settings({"DEVLAKE_URL": "http://d"})  # Asia/Ho_Chi_Minh, DevLa
 ON = date(2026, 11, 25)
 
 
-def a_plan(projects: int = 45) -> Plan:
+def a_dry_run(projects: int = 45) -> RunReport:
+    """45 new projects and their first collections (35 over the queue budget), two patches, a rerun."""
     scopes = [ScopeRef(GH, str(i), f"r{i}", f"acme/r{i}") for i in range(projects)]
     changes: list = [PutScopes(GH, tuple({"githubId": i} for i in range(projects)),
                                tuple(str(i) for i in range(projects)), "create")]
-    changes += [CreateProject(s, f"github/r{s.scope_id:0>2}", "m", ("dora",), {"cronConfig": "30 15 * * *"})
-                for s in scopes]
+    projects_made = [CreateProject(s, f"github/r{s.scope_id:0>2}", "m", ("dora",), {"cronConfig": "30 15 * * *"})
+                     for s in scopes]
+    changes += projects_made
     changes += [PatchBlueprint(7, "github/old", {"cronConfig": "0 16 * * *", "labels": ["x"], "isManual": False,
                                                  "timeAfter": "2026-11-21T00:00:00+07:00"},
                                before={"cronConfig": "0 0 * * *", "timeAfter": None}),
                 PatchBlueprint(8, "github/old2", {"timeAfter": "2026-11-21T00:00:00+07:00"})]
-    triggers = [TriggerBlueprint(f"github/r{i:0>2}") for i in range(projects)]
+    triggers = [TriggerBlueprint(made.name, made) for made in projects_made]
     rerun = RerunPipeline("github/old", 41, 7)
-    return Plan(changes=changes + triggers + [rerun], unchanged=3, deferred=triggers[10:])
+    return RunReport(plan=Plan(changes=changes + triggers + [rerun], unchanged=3), dry_run=True,
+                     would_defer=tuple(triggers[10:]))
+
+
+def render(report: RunReport, **kwargs) -> list[str]:
+    return plan_view.render(report.plan, SETTINGS, ON, deferred_changes=report.would_defer, **kwargs)
 
 
 def test_totals_per_kind_come_first():
-    lines = plan_view.render(a_plan(), SETTINGS, ON)
+    lines = render(a_dry_run())
     assert lines[0].startswith("Plan: 94 changes, 3 unchanged, 0 problems; nothing was written.")
     assert "Crons in Asia/Ho_Chi_Minh" in lines[0]
     assert lines[1:7] == [
@@ -44,8 +51,8 @@ def test_totals_per_kind_come_first():
 
 
 def test_at_most_20_lines_per_kind_unless_full():
-    plan = a_plan()
-    short, full = plan_view.render(plan, SETTINGS, ON), plan_view.render(plan, SETTINGS, ON, full=True)
+    report = a_dry_run()
+    short, full = render(report), render(report, full=True)
     projects = short.index("projects (45):")
     assert short[projects + 21] == "  … and 25 more (--full lists them, --json for scripts)"
     assert sum(line.startswith("  github/r") and "create" in line for line in short) == 20
@@ -57,7 +64,7 @@ def test_at_most_20_lines_per_kind_unless_full():
 
 
 def test_crons_are_shown_in_timezone_with_devlakes_value_beside():
-    text = "\n".join(plan_view.render(a_plan(), SETTINGS, ON))
+    text = "\n".join(render(a_dry_run()))
     assert "cron 22:30 Asia/Ho_Chi_Minh (30 15 * * * UTC)" in text
     assert ("cron: 07:00 Asia/Ho_Chi_Minh (0 0 * * * UTC) -> 23:00 Asia/Ho_Chi_Minh (0 16 * * * UTC), "
             "timeAfter: None -> '2026-11-21T00:00:00+07:00'") in text
@@ -65,8 +72,9 @@ def test_crons_are_shown_in_timezone_with_devlakes_value_beside():
 
 
 def test_json_lists_every_change_with_its_data():
-    plan = a_plan()
-    data = json.loads(json.dumps(plan_view.as_json(plan, SETTINGS, ON)))
+    report = a_dry_run()
+    plan = report.plan
+    data = json.loads(json.dumps(plan_view.as_json(plan, SETTINGS, ON, deferred_changes=report.would_defer)))
     assert len(data["changes"]) == len(plan.changes) == 94
     assert data["totals"]["trigger"] == {"changes": 45, "start": 10, "deferred": 35}
     assert sum(c["deferred"] for c in data["changes"]) == 35
@@ -74,9 +82,11 @@ def test_json_lists_every_change_with_its_data():
     assert patch["data"]["fields"]["cronConfig"] == "0 16 * * *" and patch["data"]["blueprint_id"] == 7
     project = next(c for c in data["changes"] if c["kind"] == "project")
     assert project["data"]["scope"]["connection"] == {"plugin": "github", "id": 1, "name": "gh"}
+    trigger = next(c for c in data["changes"] if c["kind"] == "trigger")  # a reference, not a copy
+    assert trigger["data"] == {"project": "github/r00", "blueprint": {"planned": "project", "target": "github/r00"}}
 
 
 def test_a_dry_runs_run_completed_carries_the_totals():
-    fields = RunReport(plan=a_plan(), dry_run=True).as_log_fields()
+    fields = a_dry_run().as_log_fields()
     assert fields["actions"]["project_changes"] == 45 and fields["actions"]["trigger_deferred"] == 35
     assert fields["actions"]["blueprint_field_timeAfter"] == 2 and fields["actions"]["rerun_start"] == 1

@@ -14,10 +14,10 @@ from modules.changes import (
     RerunPipeline,
     TriggerBlueprint,
 )
+from modules.cron_slots import DEVLAKE_DEFAULT_CRON, plan_schedule, recorded_cron
 from modules.observe import ConnectionView, Observed
 from modules.planner import plan
 from modules.projects import MANAGED_LABEL, MAX_PROJECT_NAME_BYTES, marker
-from modules.schedule import DEVLAKE_DEFAULT_CRON, plan_schedule, recorded_cron
 from modules.scopes import Connection, RemoteScopes, ScopeRef
 
 VN = pytz.timezone("Asia/Ho_Chi_Minh")
@@ -72,15 +72,15 @@ def test_fresh_connection_plans_config_scopes_projects_and_triggers():
     p = plan(observed(remote=[repo(1), repo(2)], configs=()), settings(), NOW)
     assert [c.body["name"] for c in of(CreateScopeConfig, p)] == ["devlake-automation-github-1"]
     (put,) = of(PutScopes, p)
-    assert put.action == "create" and put.scope_ids == ("1", "2") and put.config_pending
+    assert put.action == "create" and put.scope_ids == ("1", "2") and put.scope_config is of(CreateScopeConfig, p)[0]
     assert all(r["htmlUrl"] and r["cloneUrl"] for r in put.rows)
     projects = of(CreateProject, p)
     assert [c.name for c in projects] == ["github/repo1", "github/repo2"]
-    assert projects[0].blueprint["timeAfter"] == TARGET and projects[0].new_scope
+    assert projects[0].blueprint["timeAfter"] == TARGET and projects[0].scope_added_by is put
     assert projects[0].blueprint["connections"] == [
         {"pluginName": "github", "connectionId": 1, "scopes": [{"scopeId": "1"}]}]
-    assert [(t.project, t.blueprint_id) for t in of(TriggerBlueprint, p)] == [
-        ("github/repo1", None), ("github/repo2", None)]
+    assert [(t.project, t.blueprint) for t in of(TriggerBlueprint, p)] == [
+        ("github/repo1", projects[0]), ("github/repo2", projects[1])]
 
 
 def test_nothing_new_plans_nothing():
@@ -95,7 +95,7 @@ def test_incremental_only_the_new_scope():
                       projects=[{"name": "github/repo1"}], blueprints=[managed_bp(7, "github/repo1", 1)]),
              settings(), NOW)
     (put,) = of(PutScopes, p)
-    assert put.scope_ids == ("2",) and put.rows[0]["scopeConfigId"] == 3 and not put.config_pending
+    assert put.scope_ids == ("2",) and put.rows[0]["scopeConfigId"] == 3 and put.scope_config == 3
     assert [c.name for c in of(CreateProject, p)] == ["github/repo2"]
 
 
@@ -139,7 +139,7 @@ def test_interrupted_project_is_completed_not_recreated():
     (patch,) = of(PatchBlueprint, p)
     assert patch.blueprint_id == 9 and patch.fields["labels"][0] == MANAGED_LABEL
     assert recorded_cron(patch.fields["labels"]) == patch.fields["cronConfig"] != DEVLAKE_DEFAULT_CRON
-    assert [(t.project, t.blueprint_id) for t in of(TriggerBlueprint, p)] == [("github/repo1", 9)]
+    assert [(t.project, t.blueprint) for t in of(TriggerBlueprint, p)] == [("github/repo1", 9)]
 
 
 def test_time_after_moves_forward_only_and_compares_instants():

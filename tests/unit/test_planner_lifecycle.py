@@ -157,6 +157,14 @@ def test_failed_listing_decides_nothing():
     assert lifecycle_patches(plan(o, settings(), NOW)) == {}
 
 
+@pytest.mark.parametrize("failed_read", ["existing", "scope_configs"])
+def test_any_failed_read_of_the_connection_decides_nothing(failed_read):
+    blueprints = bps()
+    o = observed(remote=listed(blueprints, absent={1}), blueprints=blueprints)
+    setattr(o.connections[0], failed_read, None)  # the listing was whole, another read of it failed
+    assert lifecycle_patches(plan(o, settings(), NOW)) == {}
+
+
 def test_capped_and_followed_only_listings_prove_nothing_absent():
     blueprints = bps()
     capped = observed(remote=listed(blueprints, absent={1}), blueprints=blueprints)

@@ -1,6 +1,6 @@
 """The planner's collection schedule and first collections: crons ride in the blueprint PATCHes.
 
-Window arithmetic and slot assignment are tested in test_schedule.py; here, how the planner uses
+Window arithmetic and slot assignment are tested in test_cron_slots.py; here, how the planner uses
 them: one PATCH per blueprint, new blueprints on their slot from creation, ownership respected.
 """
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections import Counter
 
 from modules.changes import CreateProject, PatchBlueprint, TriggerBlueprint
+from modules.cron_slots import DEVLAKE_DEFAULT_CRON, cron_label, cron_minute_of_day, recorded_cron, slot_crons
 from modules.projects import MANAGED_LABEL
-from modules.schedule import DEVLAKE_DEFAULT_CRON, cron_label, cron_minute_of_day, recorded_cron, slot_crons
 from tests.unit.test_planner import NOW, TARGET, managed_bp, observed, of, plan, repo, settings, settled
 
 UTC_WINDOW = range(15 * 60, 23 * 60)  # the default 22:00-06:00 in Asia/Ho_Chi_Minh, in UTC (DevLake's zone)
@@ -120,7 +120,7 @@ def test_never_collected_managed_blueprints_are_triggered_unless_disabled_or_man
     bps[1] = dict(bps[1], enable=False)
     bps[2] = dict(bps[2], isManual=True, cronConfig="manual")
     p = plan(observed(projects=projects, blueprints=bps), settings(), NOW)
-    assert [(t.project, t.blueprint_id) for t in of(TriggerBlueprint, p)] == [("a", 1)]
+    assert [(t.project, t.blueprint) for t in of(TriggerBlueprint, p)] == [("a", 1)]
     off = plan(observed(projects=projects, blueprints=bps), settings(TRIGGER_NEW_BLUEPRINTS="false"), NOW)
     assert of(TriggerBlueprint, off) == []
 
@@ -131,7 +131,7 @@ def test_new_repositories_do_not_move_existing_blueprints():
     p = plan(observed(remote=[repo(i) for i in range(1, 66)],
                       existing=[dict(repo(i), scopeConfigId=3) for i in range(1, 61)],
                       projects=projects, blueprints=bps), settings(), NOW)
-    assert of(PatchBlueprint, p) == []                               # slots are sticky (modules/schedule.py)
+    assert of(PatchBlueprint, p) == []                               # slots are sticky (modules/cron_slots.py)
     created = of(CreateProject, p)
     assert sorted(c.scope.scope_id for c in created) == ["61", "62", "63", "64", "65"]
     assert all(in_window(c.blueprint["cronConfig"]) for c in created)

@@ -4,14 +4,18 @@ from __future__ import annotations
 import pytest
 
 from modules.api import DevLakeError
+from modules.changes import CreateProject, RerunPipeline, TriggerBlueprint
 from modules.queue import (
     QUEUE_STATUSES,
     TriggerRequest,
     budget_for_triggers,
     never_collected,
+    pending_for_budget,
     read_pending,
     select_triggers,
+    split_by_budget,
 )
+from modules.scopes import Connection, ScopeRef
 from tests.clients import mock_client
 
 BASE = "http://devlake.test"
@@ -84,3 +88,24 @@ def test_new_blueprints_start_in_project_order_whatever_ids_devlake_gave_them():
     for requests in (planned, applied):
         start, deferred = select_triggers([*requests, older], 2)
         assert [r.project for r in start] == ["z", "a"] and [r.project for r in deferred] == ["b", "c"]
+
+
+def _new(name: str) -> TriggerBlueprint:
+    scope = ScopeRef(Connection("jira", 1, "j"), name, name, name)
+    return TriggerBlueprint(name, CreateProject(scope, name, "m", (), {}))
+
+
+def test_split_by_budget_decides_from_the_plan_alone():
+    """Existing blueprints oldest first, then the new ones by project name, then reruns; the same
+    blueprint triggered twice takes one slot."""
+    old, again, rerun = TriggerBlueprint("old", 5), TriggerBlueprint("old", 5), RerunPipeline("r", 40, 2)
+    changes = [rerun, _new("b"), TriggerBlueprint("older", 3), _new("a"), old, again]
+    split = split_by_budget(changes, pending=6, max_pending=10)     # room for 4 of 5 requests
+    assert split.budget == 4
+    assert [c.project for c in split.start] == ["older", "old", "old", "a", "b"]
+    assert split.deferred == (rerun,)
+    assert split_by_budget(changes, pending=0, max_pending=0).start == ()
+
+
+def test_a_budget_of_nothing_never_reads_the_queue(client, requests_mock):
+    assert pending_for_budget(client, 0) == 0 and requests_mock.request_history == []

@@ -26,9 +26,10 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 
 from config import MINUTES_PER_DAY, CollectionWindow
+from utils.datetime import localize
 
 DEVLAKE_DEFAULT_CRON = "0 0 * * *"  # backend/server/services/project.go
 CRON_LABEL_PREFIX = "devlake-automation/cron:"
@@ -139,13 +140,7 @@ def assign_slots(keys: Iterable[str], window_minutes: int,
 
 # --- time zones -------------------------------------------------------------------------------
 
-def _localize(naive: datetime, tz) -> datetime:
-    if hasattr(tz, "localize"):  # pytz zones need localize() for the right offset
-        return tz.localize(naive, is_dst=False)
-    return naive.replace(tzinfo=tz)
-
-
-def zone_shift_minutes(window: CollectionWindow, on: date, tz, devlake_tz) -> int:
+def zone_shift_minutes(window: CollectionWindow, on: date, tz: tzinfo, devlake_tz: tzinfo) -> int:
     """Minutes to add to a local (`tz`) time of day to get DevLake's (`devlake_tz`) time of day.
 
     Taken at the window's start on `on` (the run's local date): one shift for the whole window
@@ -153,7 +148,7 @@ def zone_shift_minutes(window: CollectionWindow, on: date, tz, devlake_tz) -> in
     change the crons sit an hour off in local time, and the first run moves those that fell out
     of the window (plan_schedule keeps the rest; README).
     """
-    start = _localize(datetime(on.year, on.month, on.day, window.start // 60, window.start % 60), tz)
+    start = localize(datetime(on.year, on.month, on.day, window.start // 60, window.start % 60), tz)
     local_offset = start.utcoffset()
     devlake_offset = start.astimezone(devlake_tz).utcoffset()
     assert local_offset is not None and devlake_offset is not None
@@ -174,7 +169,8 @@ def cron_minute_of_day(cron: str) -> int | None:
     return hour * 60 + minute if minute < 60 and hour < 24 else None
 
 
-def slot_crons(keys: Iterable[str], window: CollectionWindow, on: date, tz, devlake_tz) -> dict[str, str]:
+def slot_crons(keys: Iterable[str], window: CollectionWindow, on: date,
+               tz: tzinfo, devlake_tz: tzinfo) -> dict[str, str]:
     """Each key's daily cron in DevLake's time zone, inside `window` (local), spread evenly."""
     shift = zone_shift_minutes(window, on, tz, devlake_tz)
     return {key: daily_cron(window.start + offset + shift)
@@ -271,7 +267,7 @@ def _slot_keys(owned: list[dict]) -> dict[int, str]:
     return keys
 
 
-def plan_schedule(blueprints: Iterable[dict], *, window: CollectionWindow, on: date, tz, devlake_tz,
+def plan_schedule(blueprints: Iterable[dict], *, window: CollectionWindow, on: date, tz: tzinfo, devlake_tz: tzinfo,
                   forced_cron: str | None = None) -> SchedulePlan:
     """Which managed blueprints need a cron PATCH. Pass only managed blueprints, as read.
 
@@ -308,7 +304,8 @@ def plan_schedule(blueprints: Iterable[dict], *, window: CollectionWindow, on: d
     return plan
 
 
-def _spread_targets(owned: list[dict], window: CollectionWindow, on: date, tz, devlake_tz) -> dict[int, str]:
+def _spread_targets(owned: list[dict], window: CollectionWindow, on: date,
+                    tz: tzinfo, devlake_tz: tzinfo) -> dict[int, str]:
     """Each owned blueprint's cron by id: its current one where it stays, else its new slot."""
     shift = zone_shift_minutes(window, on, tz, devlake_tz)
     keys = _slot_keys(owned)

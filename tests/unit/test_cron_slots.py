@@ -1,4 +1,4 @@
-"""modules/schedule.py: slot spreading, time zones, ownership and the cron plan (no HTTP)."""
+"""modules/cron_slots.py: slot spreading, time zones, ownership and the cron plan (no HTTP)."""
 from __future__ import annotations
 
 import copy
@@ -11,7 +11,7 @@ import pytest
 import pytz
 
 from config import CollectionWindow
-from modules.schedule import (
+from modules.cron_slots import (
     DEVLAKE_DEFAULT_CRON,
     assign_slots,
     blueprint_key,
