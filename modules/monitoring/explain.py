@@ -80,6 +80,7 @@ def apply_answers(state: MonitorState, answers: list[Answer]) -> list[tuple[Unex
         if stats is not None and (stats.last_explained is None or item.finished_epoch >= stats.last_explained):
             stats.last_reason, stats.last_plugin = detail.reason, detail.plugin
             stats.last_failed_subtask, stats.last_explained = detail.failed_subtask, item.finished_epoch
+            stats.last_connection_id, stats.last_message = detail.connection_id, detail.message
         state.dirty = True
         done.append((item, detail))
     return done
@@ -102,12 +103,15 @@ def reason_families(state: MonitorState):
         by_reason.add_metric([plugin, reason], value)
     yield by_reason
     info = GaugeMetricFamily(
-        "devlake_project_last_failure_info", "1 for the project's newest explained failure: the failed task's "
-        "plugin, reason and subtask", labels=["project_name", "plugin", "reason", "failed_subtask"])
+        "devlake_project_last_failure_info", "1 while the project's newest finished pipeline failed: its newest "
+        "explained failure's plugin, connection_id, reason and subtask",
+        labels=["project_name", "plugin", "connection_id", "reason", "failed_subtask"])
     for name, stats in state.projects.items():
-        if stats.last_reason is not None:
-            info.add_metric([name, stats.last_plugin or "unknown", stats.last_reason,
-                             stats.last_failed_subtask or "unknown"], 1.0)
+        # Only while failing: a recovered project drops out of "which projects fail and why", and
+        # its alerts (which take these labels, prometheus/alerts.yml) resolve.
+        if stats.last_reason is not None and stats.consecutive_failures > 0:
+            info.add_metric([name, stats.last_plugin or "unknown", stats.last_connection_id or "unknown",
+                             stats.last_reason, stats.last_failed_subtask or "unknown"], 1.0)
     yield info
     yield GaugeMetricFamily("devlake_monitor_unexplained_failures", "Counted failures whose tasks are not "
                             "read yet (their reason follows within a few polls)", value=len(state.unexplained))

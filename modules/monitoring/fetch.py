@@ -21,6 +21,7 @@ from modules import answers
 from modules.answers import ListGuard
 from modules.api import DevLakeClient, DevLakeNotFound
 from modules.lifecycle import is_retired
+from modules.monitoring.first_run import first_run
 from modules.monitoring.ledger import Batch, MalformedAnswer, Observation, parse_pipeline
 from modules.monitoring.state import FAILURE_STATUSES, IN_FLIGHT_STATUSES, NO_PROJECT
 
@@ -46,7 +47,7 @@ class Fetcher:
         """One poll's reads, in an order where later observations are fresher."""
         batch = Batch()
         if refresh:
-            batch.projects = self._refresh_projects(batch.observations, batch.retired)
+            batch.projects = self._refresh_projects(batch.observations, batch.retired, batch.first_runs)
             for status in FAILURE_STATUSES:
                 self._scan(batch.observations, floor, "finished_at", status=status)
         in_flight: set[int] = set()
@@ -85,9 +86,11 @@ class Fetcher:
             return NO_PROJECT  # ad-hoc run (POST /pipelines, §9.1)
         return self.blueprints.get(obs.blueprint_id)
 
-    def _refresh_projects(self, out: list[Observation], retired: set[str]) -> list[str]:
+    def _refresh_projects(self, out: list[Observation], retired: set[str],
+                          first_runs: dict[str, float | None]) -> list[str]:
         """Every project name; fills `retired` with those whose blueprint the automation retired
-        (the list embeds each project's blueprint with its labels, `docs/devlake-api.md` §7)."""
+        and `first_runs` with each blueprint's first cron run (first_run.py): the list embeds
+        each project's blueprint with its labels, `docs/devlake-api.md` §7."""
         names: list[str] = []
         mapping: dict[int, str | None] = {}
         for project in self.client.iter_projects():
@@ -96,6 +99,7 @@ class Fetcher:
                 raise MalformedAnswer(f"project without a name: {str(project)[:120]}")
             names.append(name)
             blueprint = project.get("blueprint")
+            first_runs[name] = first_run(blueprint)
             bid = blueprint.get("id") if isinstance(blueprint, dict) else None
             if isinstance(bid, int) and bid:
                 mapping[bid] = name

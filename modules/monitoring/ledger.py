@@ -102,6 +102,7 @@ class Batch:
     observations: list[Observation] = field(default_factory=list)
     projects: list[str] | None = None  # every project name, when the list was refreshed
     retired: set[str] = field(default_factory=set)  # of those, the ones the automation retired
+    first_runs: dict[str, float | None] = field(default_factory=dict)  # with `projects`: first_run.py
     missing: set[int] = field(default_factory=set)  # in-flight ids that now answer 404
     pending: dict[str, int] = field(default_factory=dict)  # DevLake's in-flight pipelines by status
 
@@ -134,6 +135,7 @@ def apply_batch(state: MonitorState, batch: Batch, *, project_of: Callable[[Obse
     if batch.projects is not None:
         _sync_projects(state, batch.projects, summary)
         state.retired = batch.retired & set(batch.projects)
+        _note_first_runs(state, batch.first_runs)
     watermark, tracked = state.watermark, dict(state.in_flight)
     candidates: dict[str, _Candidate] = {}
     for obs in batch.observations:
@@ -206,6 +208,14 @@ def _sync_projects(state: MonitorState, names: Iterable[str], summary: Summary) 
         state.projects[name] = ProjectStats()
         summary.projects_added.append(name)
     state.dirty |= bool(summary.projects_removed or summary.projects_added)
+
+
+def _note_first_runs(state: MonitorState, first_runs: dict[str, float | None]) -> None:
+    for name, due in first_runs.items():
+        stats = state.projects.get(name)
+        if stats is not None and stats.first_run != due:
+            stats.first_run = due
+            state.dirty = True
 
 
 def _ensure_project(state: MonitorState, project: str, summary: Summary) -> ProjectStats:

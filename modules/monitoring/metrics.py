@@ -87,15 +87,16 @@ class SelfMetrics:
 class StateCollector:
     """Yields the state-backed families. `source` has `.lock`, `.state` and `.automation`."""
 
-    def __init__(self, source):
+    def __init__(self, source, *, due_after: float = 0.0):
         self.source = source
+        self.due_after = due_after  # STUCK_AFTER_MINUTES in seconds: grace after a first cron minute
 
     def collect(self):
         # Holding the monitor's lock means a scrape never sees a count that is
         # not yet on disk: the poll applies and saves under the same lock.
         with self.source.lock:
             yield from _failure_family(self.source.state)
-            yield from _project_families(self.source.state)
+            yield from _project_families(self.source.state, self.due_after)
             yield from reason_families(self.source.state)
             yield from _automation_families(self.source.automation)
 
@@ -118,7 +119,7 @@ def _failure_family(state):
                             "Retained devlake_blueprint_failure_total series (cardinality)", value=len(series))
 
 
-def _project_families(state):
+def _project_families(state, due_after):
     labels = ["project_name"]
     fam: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
         "failures": CounterMetricFamily("devlake_project_failures", "Failed pipelines (TASK_FAILED or "
@@ -134,6 +135,12 @@ def _project_families(state):
         "since": GaugeMetricFamily("devlake_project_pipeline_in_flight_since_timestamp_seconds",
                                    "When the project's queued or running pipeline started (beganAt, else createdAt)",
                                    labels=labels),
+        # Only until the first finished pipeline: a new project has none of the failure and
+        # success series yet, so this stays within the 8-series-per-project budget.
+        "due": GaugeMetricFamily("devlake_project_first_collection_due_timestamp_seconds",
+                                 "A never-collected managed project: its blueprint's first cron run plus "
+                                 "STUCK_AFTER_MINUTES (before it the project is scheduled, not broken)",
+                                 labels=labels),
     }
     # One series per project (info style): a one-hot over the 8 statuses made this
     # metric alone 8 series per project, 40,000 at 5,000 projects (README, Metrics: the series budget).
@@ -155,6 +162,8 @@ def _project_families(state):
                            ("since", since.get(name))):
             if value is not None:
                 fam[key].add_metric([name], value)
+        if stats.first_run is not None and stats.runs == 0 and stats.last_success is None:
+            fam["due"].add_metric([name], stats.first_run + due_after)
         if stats.last_status is not None:
             status.add_metric([name, stats.last_status], 1.0)
     yield from fam.values()

@@ -57,7 +57,7 @@ class Monitor:
         self.automation: LastRun | None = None
         self.fetcher = Fetcher(client)
         self.metrics = SelfMetrics(registry)
-        registry.register(StateCollector(self))
+        registry.register(StateCollector(self, due_after=settings.stuck_after_minutes * 60))
         self.backlog = Backlog(registry)
         # Its own client (the daemon passes one) so its calls never count as the poll's.
         self.connections = ConnectionChecker(
@@ -67,6 +67,10 @@ class Monitor:
         # One setting drives the stale-data alert (prometheus/alerts.yml DevLakeProjectNoRecentSuccess).
         Gauge("devlake_monitor_stale_after_seconds", "STALE_AFTER_HOURS in seconds: a project whose last "
               "success is older is stale", registry=registry).set(settings.stale_after_hours * 3600)
+        if settings.devlake_ui_url:  # the dashboard's "Failing now" links a project to config-ui only then
+            # config.py refuses a password in it: it is a link for every viewer anyway.
+            Gauge("devlake_monitor_config_ui_info", "1, labelled with DEVLAKE_UI_URL", ["url"],
+                  registry=registry).labels(url=settings.devlake_ui_url).set(1)
         self._explain_lock = threading.Lock()  # one thread reads tasks at a time: never the same pipeline twice
         self.last_success: float | None = None
         self.last_progress = clock().timestamp()  # a poll last started or ended (or the monitor started)

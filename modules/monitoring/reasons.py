@@ -77,6 +77,8 @@ class FailureDetail:
     plugin: str = UNKNOWN
     failed_subtask: str = UNKNOWN
     message: str = ""
+    # The failed task's `options.connectionId` (§9.4): which connection's alerts inhibit this one.
+    connection_id: str = UNKNOWN
 
 
 def explain(tasks, *, interrupted: bool = False) -> FailureDetail:
@@ -98,7 +100,17 @@ def explain(tasks, *, interrupted: bool = False) -> FailureDetail:
         plugin=_label(task.get("plugin")),
         failed_subtask=_label(task.get("failedSubTask")),
         message=mask(message),
+        connection_id=_connection_id(task.get("options")),
     )
+
+
+def _connection_id(options) -> str:
+    """`options.connectionId` of a plugin task (github, gitlab, jira...); gitextractor and the
+    metric plugins have none. An id is a small positive integer, as in devlake_connection_up."""
+    value = options.get("connectionId") if isinstance(options, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
+        return UNKNOWN
+    return str(int(value)) if int(value) > 0 else UNKNOWN
 
 
 def _plan_order(task: dict) -> tuple:

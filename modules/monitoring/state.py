@@ -51,6 +51,11 @@ class ProjectStats:
     last_plugin: str | None = None
     last_failed_subtask: str | None = None
     last_explained: float | None = None  # finish of that failure: an older one explained later never wins
+    last_connection_id: str | None = None  # the failed task's connection (reasons.py)
+    last_message: str | None = None  # the failed task's message, masked and cut (reasons.MESSAGE_LIMIT)
+    # When the blueprint's first cron run after its creation is due (schedule_rules.py); None:
+    # not scheduled (manual, disabled, unreadable cron) or not a managed project.
+    first_run: float | None = None
 
 
 @dataclass

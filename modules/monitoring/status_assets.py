@@ -34,28 +34,28 @@ table.projects{table-layout:fixed}table.projects th{white-space:normal}
 small{display:block;color:#59636e}
 .s{font-weight:600;white-space:nowrap}
 tr.failing .s{color:#cf222e}tr.stuck .s{color:#bc4c00}tr.never .s{color:#8250df}tr.stale .s{color:#9a6700}
-tr.healthy .s{color:#1a7f37}
+tr.healthy .s{color:#1a7f37}tr.scheduled .s{color:#0969da}
 tr.failing td:first-child{box-shadow:inset 4px 0 #cf222e}tr.stuck td:first-child{box-shadow:inset 4px 0 #bc4c00}
 tr.never td:first-child{box-shadow:inset 4px 0 #8250df}tr.stale td:first-child{box-shadow:inset 4px 0 #d4a72c}
 li.failing b{color:#cf222e}li.stuck b{color:#bc4c00}li.never b{color:#8250df}li.stale b{color:#9a6700}
-li.healthy b{color:#1a7f37}
+li.healthy b{color:#1a7f37}li.scheduled b{color:#0969da}
 details summary{cursor:pointer;font-weight:600;margin:1rem 0 .3rem}
 #q{font:inherit;padding:.3rem .5rem;width:22rem;max-width:100%;margin:.6rem 0}
 .empty{color:#59636e;font-style:italic}
 """
 
-# Filter: hides rows whose text lacks the query (and opens the healthy section so its
+# Filter: hides rows whose text lacks the query (and opens the collapsed sections so their
 # matches show). Sort: a header click sorts that table by the column, numbers as numbers.
 JS = """
 (function(){
 var q=document.getElementById('q');q.hidden=false;
 var rows=Array.prototype.slice.call(document.querySelectorAll('tbody tr'));
 var text=rows.map(function(r){return r.textContent.toLowerCase();});
-var healthy=document.getElementById('healthy');
+var sections=document.querySelectorAll('details');
 q.addEventListener('input',function(){
 var v=q.value.trim().toLowerCase();
 for(var i=0;i<rows.length;i++){rows[i].hidden=v!==''&&text[i].indexOf(v)<0;}
-if(v&&healthy){healthy.open=true;}
+if(v){sections.forEach(function(d){d.open=true;});}
 });
 function key(td){var v=td.getAttribute('data-v');return v===null?td.textContent:v;}
 document.querySelectorAll('th').forEach(function(th){

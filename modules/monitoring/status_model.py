@@ -7,6 +7,9 @@ rules the page and /status.json share:
 * failing: the newest finished pipeline failed (TASK_FAILED or TASK_PARTIAL),
   also while a rerun of it is queued or running;
 * stuck: a pipeline has been queued or running longer than STUCK_AFTER_MINUTES;
+* scheduled: a managed project that never finished a pipeline, whose blueprint is
+  enabled and whose first cron run (first_run.py) is running, queued, or not due yet:
+  its first cron minute plus STUCK_AFTER_MINUTES has not passed. Not trouble;
 * never: no successful collection seen (the monitor sees history from its first
   start, MONITOR_LOOKBACK_HOURS back, plus each project's latest pipeline);
 * stale: the last success is older than STALE_AFTER_HOURS;
@@ -15,10 +18,12 @@ rules the page and /status.json share:
   labelled `devlake-automation/retired`, modules/lifecycle.py): its repository left upstream, so
   its failures are no one's to fix. Listed last.
 
-The first rule that matches wins, in that order, which is also the page's order.
+The first rule that matches wins, in that order; the page lists them in STATES'
+order (scheduled after the trouble, before the healthy).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -26,8 +31,9 @@ from config import without_password
 from modules import statuses
 from modules.monitoring.state import FAILURE_STATUSES, NO_PROJECT, MonitorState, ProjectStats
 
-STATES = ("failing", "stuck", "never", "stale", "healthy", "retired")
+STATES = ("failing", "stuck", "never", "stale", "scheduled", "healthy", "retired")
 TROUBLE = STATES[:4]
+_DIGITS = re.compile(r"(\d+)")
 _RANK = {state: rank for rank, state in enumerate(STATES)}
 
 
@@ -53,6 +59,8 @@ class Row:
     consecutive_failures: int
     in_flight_since: float | None
     link: str | None
+    message: str | None = None  # the newest failure's message, masked and cut (reasons.py)
+    next_run: float | None = None  # scheduled and not started yet: its first cron run
 
 
 @dataclass(frozen=True)
@@ -99,19 +107,35 @@ def classify(stats: ProjectStats, in_flight_since: float | None, now: float,
     if in_flight_since is not None and now - in_flight_since > thresholds.stuck_after:
         return "stuck", in_flight_since
     if stats.last_success is None:
-        return "never", None
+        return ("scheduled" if scheduled(stats, in_flight_since, now, thresholds) else "never"), None
     if now - stats.last_success > thresholds.stale_after:
         return "stale", stats.last_success
     return "healthy", None
 
 
+def scheduled(stats: ProjectStats, in_flight_since: float | None, now: float, thresholds: Thresholds) -> bool:
+    """Never finished a pipeline and still within its first cron run (plus STUCK_AFTER_MINUTES),
+    or that run is underway: waiting, not broken. Only for projects with a first_run."""
+    if stats.first_run is None or stats.runs > 0 or stats.last_success is not None:
+        return False
+    return in_flight_since is not None or now <= stats.first_run + thresholds.stuck_after
+
+
+def natural_key(name: str) -> tuple:
+    """Numbers as numbers: service-9 < service-11 < service-109. re.split alternates text and
+    digits, so every position compares str with str or int with int."""
+    parts = _DIGITS.split(name.casefold())
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts))
+
+
 def order_key(row: Row) -> tuple:
-    """Trouble first, in STATES order; within a state the longest-running trouble first, then by name.
+    """Trouble first, in STATES order; within a state the longest-running trouble first, then by name
+    in natural order.
 
     A failing project that never succeeded (since None) sorts before one that did.
     """
     return (_RANK[row.state], row.since is not None, row.since or 0.0, -row.consecutive_failures,
-            row.project.casefold(), row.project)
+            natural_key(row.project), row.project)
 
 
 def project_link(ui_url: str | None, name: str) -> str | None:
@@ -137,9 +161,11 @@ def build_rows(state: MonitorState, now: float, thresholds: Thresholds, ui_url: 
             stats, since_flight, now, thresholds)
         if name == NO_PROJECT and status not in ("failing", "stuck"):
             continue  # ad-hoc pipelines are no project: shown only when they are in trouble
+        next_run = stats.first_run if status == "scheduled" and since_flight is None else None
         rows.append(Row(name, status, since, stats.last_status, stats.last_success, stats.last_failure,
                         stats.last_reason, stats.last_failed_subtask, stats.last_plugin,
-                        stats.consecutive_failures, since_flight, project_link(ui_url, name)))
+                        stats.consecutive_failures, since_flight, project_link(ui_url, name),
+                        message=stats.last_message if stats.last_reason else None, next_run=next_run))
     rows.sort(key=order_key)
     return rows
 

@@ -19,12 +19,12 @@ from modules.monitoring.status_model import STATES, TROUBLE, Row, StatusModel, s
 
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 REASON_CHARS = 240  # the page shows this much of an error; /status.json has all of it
-HEALTHY_OPEN_MAX = 100  # more healthy projects than this: their section starts collapsed
+HEALTHY_OPEN_MAX = 100  # more healthy (or scheduled) projects than this: their section starts collapsed
 QUEUED = statuses.QUEUED
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "Cache-Control": "no-store", "Vary": "Accept-Encoding"}
 LABELS = {"failing": "failing", "stuck": "stuck", "never": "never collected", "stale": "stale",
-          "healthy": "healthy", "retired": "retired"}
+          "scheduled": "scheduled", "healthy": "healthy", "retired": "retired"}
 
 
 def age(seconds: float) -> str:
@@ -56,6 +56,7 @@ def render_html(model: StatusModel) -> str:
     when = _Times(model.tz)
     counts = model.counts
     trouble = [r for r in model.rows if r.state in TROUBLE]
+    waiting = [r for r in model.rows if r.state == "scheduled"]
     healthy = [r for r in model.rows if r.state == "healthy"]
     retired = [r for r in model.rows if r.state == "retired"]
     title = ", ".join(f"{counts[s]} {LABELS[s]}" for s in TROUBLE if counts[s]) or "all healthy"
@@ -70,6 +71,10 @@ def render_html(model: StatusModel) -> str:
         'aria-label="Filter projects" hidden>',
         f"<h2>Projects in trouble ({len(trouble)})</h2>",
         _table(trouble, model, when, "trouble") if trouble else '<p class="empty">None.</p>',
+        # Not trouble: new projects waiting for their first cron run (status_model.scheduled).
+        (f'<details id="scheduled"{" open" if len(waiting) <= HEALTHY_OPEN_MAX else ""}>'
+         f"<summary>Scheduled, first collection not due yet ({len(waiting)})</summary>"
+         + _table(waiting, model, when, "scheduled-rows") + "</details>") if waiting else "",
         f'<details id="healthy"{" open" if len(healthy) <= HEALTHY_OPEN_MAX else ""}>'
         f"<summary>Healthy projects ({len(healthy)})</summary>",
         _table(healthy, model, when, "healthy-rows") if healthy else '<p class="empty">None.</p>',
@@ -105,7 +110,8 @@ def _header(model: StatusModel, when: _Times, counts: dict[str, int]) -> str:
         f'<p class="meta">Pending pipelines: {_pending(model.pending)}</p>',
         f'<ul class="counts">{chips}</ul>',
         f'<p class="meta">stuck: queued or running over {age(th.stuck_after)}; stale: no success for over '
-        f"{age(th.stale_after)}; times in {escape(str(model.tz))}; generated {when(model.now)}{refresh}</p>",
+        f"{age(th.stale_after)}; scheduled: a new project before its first cron run (plus the stuck time); "
+        f"times in {escape(str(model.tz))}; generated {when(model.now)}{refresh}</p>",
         _connections(model, when),
     ])
 
@@ -144,9 +150,10 @@ def _table(rows: list[Row], model: StatusModel, when: _Times, body_id: str) -> s
     append = out.append
     for r in rows:
         append(f'<tr class="{r.state}"><td class="p">{escape(r.project)}</td>'
-               f'<td class="s" data-v="{STATES.index(r.state)}">{LABELS[r.state]}{_detail(r, model.now)}</td>'
+               f'<td class="s" data-v="{STATES.index(r.state)}">{LABELS[r.state]}{_detail(r, model.now, when)}</td>'
                f'<td class="t">{when(r.last_success)}</td><td class="t">{when(r.last_failure)}</td>'
-               f'<td class="r">{_reason(r.reason)}</td><td class="r">{escape(r.failed_subtask or "")}</td>'
+               f'<td class="r">{_reason(r.reason)}{_message(r.message)}</td>'
+               f'<td class="r">{escape(r.failed_subtask or "")}</td>'
                f'<td class="n">{r.consecutive_failures}</td>'
                + (f'<td><a href="{escape(r.link)}">open</a></td>' if link and r.link else "<td></td>" if link else "")
                + "</tr>")
@@ -154,7 +161,14 @@ def _table(rows: list[Row], model: StatusModel, when: _Times, body_id: str) -> s
     return "".join(out)
 
 
-def _detail(row: Row, now: float) -> str:
+def _message(message: str | None) -> str:
+    if not message:
+        return ""
+    cut = message if len(message) <= REASON_CHARS else message[:REASON_CHARS] + "…"
+    return f'<small title="{escape(message)}">{escape(cut)}</small>'
+
+
+def _detail(row: Row, now: float, when: _Times) -> str:
     flight = row.in_flight_since
     verb = "queued" if row.last_status in QUEUED else "running"
     if row.state == "failing":
@@ -165,8 +179,10 @@ def _detail(row: Row, now: float) -> str:
         text = f"{verb} for {age(now - flight)}"
     elif row.state == "stale" and row.last_success is not None:
         text = f"no success for {age(now - row.last_success)}"
-    elif row.state == "never" and flight is not None:
+    elif row.state in ("never", "scheduled") and flight is not None:
         text = f"first run {verb} {age(now - flight)}"
+    elif row.state == "scheduled" and row.next_run is not None:
+        text = f"first run {when(row.next_run)}"
     else:
         return ""
     return f"<small>{text}</small>" if text else ""
@@ -201,7 +217,8 @@ def render_json(model: StatusModel) -> str:
         "projects": [
             {"project": r.project, "state": r.state, "since": when.iso(r.since), "last_status": r.last_status,
              "last_success": when.iso(r.last_success), "last_failure": when.iso(r.last_failure),
-             "reason": r.reason, "failed_subtask": r.failed_subtask, "plugin": r.plugin,
+             "reason": r.reason, "message": r.message, "failed_subtask": r.failed_subtask, "plugin": r.plugin,
+             "next_run": when.iso(r.next_run),
              "consecutive_failures": r.consecutive_failures, "in_flight_since": when.iso(r.in_flight_since),
              "url": r.link}
             for r in model.rows],

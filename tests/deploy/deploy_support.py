@@ -18,7 +18,7 @@ DEPLOY_TESTS = Path(__file__).resolve().parent
 PROMETHEUS_DIR = ROOT / "prometheus"
 GRAFANA_DIR = ROOT / "grafana"
 DASHBOARD_DIR = GRAFANA_DIR / "dashboards"
-GRAFANA_RULES = GRAFANA_DIR / "provisioning" / "alerting" / "devlake-alerts.yml"
+ALERTMANAGER_CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
 DATASOURCE_UID = "devlake-prometheus"
 MONITOR_JOB = "devlake-monitor"
 
@@ -46,7 +46,10 @@ CONTRACT_METRICS: dict[str, str] = {
     "devlake_monitor_notifications_processed_total": "counter",
     "devlake_monitor_failure_detection_latency_seconds": "histogram",
     "devlake_pipeline_failures_by_reason_total": "counter",  # {plugin, reason} (issue 10)
-    "devlake_project_last_failure_info": "gauge",  # {project_name, plugin, reason, failed_subtask} 1
+    # {project_name, plugin, connection_id, reason, failed_subtask} 1, only while the project fails
+    "devlake_project_last_failure_info": "gauge",
+    "devlake_project_first_collection_due_timestamp_seconds": "gauge",  # never-collected managed projects only
+    "devlake_monitor_config_ui_info": "gauge",  # {url} 1, only with DEVLAKE_UI_URL
     "devlake_monitor_unexplained_failures": "gauge",
     "devlake_connection_up": "gauge",  # {plugin, connection_id, connection_name}
     "devlake_connection_last_check_timestamp_seconds": "gauge",
@@ -104,6 +107,15 @@ def require_tool(name: str) -> str:
     return path
 
 
+def require_alertmanager() -> str:
+    """The Alertmanager server: `alertmanager` (upstream) or `prometheus-alertmanager` (Debian's name)."""
+    for name in ("alertmanager", "prometheus-alertmanager"):
+        if shutil.which(name):
+            return str(shutil.which(name))
+    missing_tool("alertmanager")
+    raise AssertionError("unreachable")
+
+
 def compose_command() -> list[str]:
     """A Compose v2 CLI that needs no Docker engine for `config`.
 
@@ -143,11 +155,6 @@ def load_yaml(path: Path):
 
 def prometheus_rules() -> list[dict]:
     doc = load_yaml(PROMETHEUS_DIR / "alerts.yml")
-    return [rule for group in doc["groups"] for rule in group["rules"]]
-
-
-def grafana_rules() -> list[dict]:
-    doc = load_yaml(GRAFANA_RULES)
     return [rule for group in doc["groups"] for rule in group["rules"]]
 
 
@@ -202,16 +209,6 @@ def dashboard_variable_metrics() -> list[tuple[str, str]]:
             text = query.get("query", "") if isinstance(query, dict) else str(query or "")
             for metric in re.findall(r"label_values\(\s*([a-zA-Z_:][\w:]*)", text):
                 out.append((f"{path.name}: variable {var['name']}", metric))
-    return out
-
-
-def grafana_rule_expressions() -> list[tuple[str, str]]:
-    out = []
-    for rule in grafana_rules():
-        for query in rule["data"]:
-            expr = query.get("model", {}).get("expr")
-            if expr:
-                out.append((f"grafana rule {rule['title']} query {query['refId']}", expr))
     return out
 
 

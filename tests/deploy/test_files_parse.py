@@ -28,7 +28,7 @@ def test_the_deployment_files_are_found():
     names = {p.relative_to(ROOT).as_posix() for p in YAML_FILES + JSON_FILES}
     assert {"docker-compose.yml", "prometheus/prometheus.yml", "prometheus/alerts.yml",
             "grafana/provisioning/datasources/prometheus.yml", "grafana/provisioning/dashboards/devlake.yml",
-            "grafana/provisioning/alerting/devlake-alerts.yml",
+            "alertmanager/alertmanager.yml",
             "grafana/dashboards/devlake-automation.json"} <= names
 
 

@@ -1,45 +1,25 @@
-"""grafana/: datasource, dashboard provider, dashboard JSON, and alert rules equivalent to prometheus/alerts.yml."""
+"""grafana/: datasources, dashboard provider, dashboard JSON; no alert rules (Alertmanager notifies)."""
 from __future__ import annotations
 
 import re
 
 import pytest
-import yaml
 from deploy_support import (
+    DASHBOARD_DIR,
     DATASOURCE_UID,
     GRAFANA_DIR,
-    GRAFANA_RULES,
-    PROMETHEUS_DIR,
     ROOT,
     dashboards,
-    grafana_rules,
     iter_panels,
     load_yaml,
-    prometheus_rules,
-    require_tool,
-    run,
 )
-
-PROJECT_ALERTS_LABEL = "{{ $labels.project_name }}"
-THRESHOLD_OPS = {"gt": ">", "lt": "<"}
-
-
-def seconds(duration: str | None) -> int:
-    """Prometheus/Grafana duration (1h30m, 26h, 3d, 0s) in seconds."""
-    if not duration:
-        return 0
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-    parts = re.findall(r"(\d+)(ms|[smhdwy])", duration)
-    assert "".join(n + u for n, u in parts) == duration, f"bad duration {duration!r}"
-    return int(sum(int(n) * units[u] for n, u in parts))
-
 
 # --- provisioning -----------------------------------------------------------------------------
 
 def test_datasource_has_the_fixed_uid():
     doc = load_yaml(GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml")
     assert doc["apiVersion"] == 1
-    (ds,) = doc["datasources"]
+    (ds,) = [ds for ds in doc["datasources"] if ds["type"] == "prometheus"]
     assert ds["uid"] == DATASOURCE_UID and ds["type"] == "prometheus"
     assert ds["url"] == "http://prometheus:9090", "the compose service name"
     assert ds["isDefault"] is True
@@ -81,7 +61,8 @@ def test_dashboard_panels_use_the_fixed_datasource(path):
         assert grid["x"] + grid["w"] <= 24
     assert len(ids) == len(set(ids)), "panel ids must be unique"
     for var in dash["templating"]["list"]:
-        assert var["datasource"]["uid"] == DATASOURCE_UID
+        if var["type"] == "query":
+            assert var["datasource"]["uid"] == DATASOURCE_UID
 
 
 def test_dashboard_covers_what_operators_asked_for():
@@ -91,84 +72,125 @@ def test_dashboard_covers_what_operators_asked_for():
         assert wanted in titles, wanted
 
 
-# --- alert rules ---------------------------------------------------------------------------
-
-def test_alert_rule_file_shape():
-    doc = load_yaml(GRAFANA_RULES)
-    assert doc["apiVersion"] == 1
-    for group in doc["groups"]:
-        assert group["orgId"] == 1 and group["folder"] == "DevLake"
-        assert seconds(group["interval"]) == 60
-    uids = [r["uid"] for r in grafana_rules()]
-    assert len(uids) == len(set(uids)) and all(len(u) <= 40 and re.fullmatch(r"[\w-]+", u) for u in uids)
-
-
-@pytest.mark.parametrize("rule", grafana_rules(), ids=lambda r: r["title"])
-def test_alert_rule_is_well_formed(rule):
-    queries = {q["refId"]: q for q in rule["data"]}
-    assert rule["condition"] in queries
-    prom = [q for q in rule["data"] if q["datasourceUid"] != "__expr__"]
-    assert len(prom) == 1 and prom[0]["datasourceUid"] == DATASOURCE_UID
-    assert prom[0]["model"]["instant"] is True and prom[0]["model"]["expr"].strip()
-    condition = queries[rule["condition"]]
-    assert condition["datasourceUid"] == "__expr__"
-    model = condition["model"]
-    assert model["type"] == "threshold" and model["expression"] == prom[0]["refId"]
-    (cond,) = model["conditions"]
-    assert cond["evaluator"]["type"] in THRESHOLD_OPS and len(cond["evaluator"]["params"]) == 1
-    assert rule["noDataState"] in ("OK", "NoData", "Alerting")
-    assert rule["execErrState"] in ("OK", "Error", "Alerting")
-    seconds(rule["for"])
-    assert rule["labels"]["severity"] in ("critical", "warning", "info")
-    assert rule["annotations"]["summary"].strip() and rule["annotations"]["description"].strip()
-    if "devlake_project" in prom[0]["model"]["expr"]:
-        assert PROJECT_ALERTS_LABEL in rule["annotations"]["summary"]
-    assert "$value " not in rule["annotations"]["description"], "Grafana: use $values.<refId>.Value"
-    assert "time_failed" not in prom[0]["model"]["expr"]
+def test_the_first_row_answers_which_projects_fail_and_why():
+    dash = dashboards()[DASHBOARD_DIR / "devlake-automation.json"]
+    first = min((p for p in dash["panels"] if p["type"] != "row"), key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"]))
+    assert first["title"] == "Failing now" and first["type"] == "table"
+    columns = table_columns(first)
+    assert {"Project", "Failing since (last success)", "Consecutive failures", "Reason", "Failed subtask",
+            "Plugin"} <= columns
+    assert first["options"]["sortBy"] == [{"displayName": "Consecutive failures", "desc": True}]
+    exprs = " ".join(t["expr"] for t in first["targets"])
+    assert "devlake_project_consecutive_failures" in exprs and "> 0" in exprs, "only failing projects"
+    assert "devlake_project_retired == 1" in exprs
+    links = {o["matcher"]["options"]: [link for prop in o["properties"] if prop["id"] == "links"
+                                       for link in prop["value"]] for o in first["fieldConfig"]["overrides"]}
+    assert [link["url"] for link in links["Project"]] == ["${status_page}/"]
+    assert "status_page" in {v["name"] for v in dash["templating"]["list"]}
+    # config-ui: a column only when the monitor has DEVLAKE_UI_URL (devlake_monitor_config_ui_info)
+    assert "config-ui" in columns and "devlake_monitor_config_ui_info" in exprs
+    assert [link["url"] for link in links["config-ui"]] == [
+        "${__value.raw}/projects/${__data.fields.Project:percentencode}"]
 
 
-def test_grafana_rules_match_prometheus_rules():
-    prom = {r["alert"]: r for r in prometheus_rules()}
-    graf = {r["title"]: r for r in grafana_rules()}
-    assert set(graf) == set(prom)
-    for name, rule in graf.items():
-        assert rule["labels"]["severity"] == prom[name]["labels"]["severity"], name
-        assert seconds(rule["for"]) == seconds(prom[name].get("for")), name
-    prom_groups = {g["name"]: {r["alert"] for r in g["rules"]} for g in load_yaml(PROMETHEUS_DIR / "alerts.yml")["groups"]}
-    graf_groups = {g["name"]: {r["title"] for r in g["rules"]} for g in load_yaml(GRAFANA_RULES)["groups"]}
-    assert graf_groups == prom_groups
+# --- dashboard lint -----------------------------------------------------------------------------
+# Our own rules in the spirit of grafana/dashboard-linter: what Grafana accepts silently but shows
+# wrong (a sort by a column the table lacks, raw Time/Value columns, overlapping panels).
+
+_BY = re.compile(r"\b(?:max|min|sum|count|avg|topk\(\s*\d+\s*,\s*sum)\s+by\s*\(([^)]*)\)")
 
 
-def as_promql(rule: dict) -> str:
-    """A Grafana rule's condition written as one PromQL alert expression."""
-    query = next(q for q in rule["data"] if q["datasourceUid"] != "__expr__")
-    expr = query["model"]["expr"]
-    threshold = next(q for q in rule["data"] if q["refId"] == rule["condition"])["model"]["conditions"][0]
-    op = THRESHOLD_OPS[threshold["evaluator"]["type"]]
-    value = threshold["evaluator"]["params"][0]
-    promql = f"({expr}) {op} {value}"
-    if rule["noDataState"] == "Alerting":
-        promql = f"{promql} or absent({expr})"
-    return promql
+def table_columns(panel: dict) -> set[str]:
+    """The columns a table panel shows: its queries' `by` labels and one value per query, after
+    the organize transformation's renames and exclusions (and a join's Time columns)."""
+    raw: set[str] = {"Time"}
+    targets = panel["targets"]
+    for target in targets:
+        for group in _BY.findall(target["expr"]):
+            raw.update(label.strip() for label in group.split(",") if label.strip())
+        raw.add("Value" if len(targets) == 1 else f"Value #{target['refId']}")
+    if len(targets) > 1:
+        raw.update(f"Time {i}" for i in range(1, len(targets) + 1))
+    organize = next((t["options"] for t in panel.get("transformations", []) if t["id"] == "organize"), {})
+    shown = {name for name in raw if not organize.get("excludeByName", {}).get(name)}
+    renames = organize.get("renameByName", {})
+    columns = {renames.get(name, name) for name in shown}
+    for override in panel.get("fieldConfig", {}).get("overrides", []):
+        for prop in override["properties"]:
+            if prop["id"] == "displayName":
+                columns.add(prop["value"])
+    return columns
 
 
-def test_grafana_rules_behave_like_prometheus_rules(tmp_path):
-    """Run prometheus/tests against the Grafana rules translated to PromQL: same alerts, same labels, same times."""
-    promtool = require_tool("promtool")
-    groups = []
-    for group in load_yaml(GRAFANA_RULES)["groups"]:
-        rules = [{"alert": r["title"], "expr": as_promql(r), "for": r["for"], "labels": r["labels"]}
-                 for r in group["rules"]]
-        groups.append({"name": group["name"], "rules": rules})
-    (tmp_path / "grafana_as_prometheus.yml").write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
-    for source in sorted((PROMETHEUS_DIR / "tests").glob("*.yml")):
-        test = load_yaml(source)
-        test["rule_files"] = ["grafana_as_prometheus.yml"]
-        for case in test["tests"]:
-            for check in case.get("alert_rule_test", []):
-                for alert in check.get("exp_alerts") or []:
-                    alert.pop("exp_annotations", None)  # Grafana templates its annotations differently
-        target = tmp_path / source.name
-        target.write_text(yaml.safe_dump(test, sort_keys=False))
-        result = run([promtool, "test", "rules", str(target)], timeout=90)
-        assert result.returncode == 0, result.stdout + result.stderr
+def lint_dashboard(dash: dict) -> list[str]:
+    problems = []
+    cells: dict[tuple[int, int], str] = {}
+    for panel in iter_panels(dash["panels"]):
+        title, grid = panel["title"], panel["gridPos"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                if (x, y) in cells:
+                    problems.append(f"{title}: overlaps {cells[(x, y)]}")
+                    break
+                cells[(x, y)] = title
+            else:
+                continue
+            break
+        if panel["type"] == "row":
+            continue
+        refs = [t["refId"] for t in panel["targets"]]
+        if len(refs) != len(set(refs)):
+            problems.append(f"{title}: duplicate refId")
+        if panel["type"] != "table" or not all(t.get("format") == "table" for t in panel["targets"]):
+            continue
+        columns = table_columns(panel)
+        for sort in panel.get("options", {}).get("sortBy", []):
+            if sort["displayName"] not in columns:
+                problems.append(f"{title}: sorted by {sort['displayName']!r}, a column it does not have")
+        for override in panel.get("fieldConfig", {}).get("overrides", []):
+            matcher = override["matcher"]
+            if matcher["id"] == "byName" and matcher["options"] not in columns:
+                problems.append(f"{title}: override for {matcher['options']!r}, a column it does not have")
+        raw = {c for c in columns if c == "Time" or re.fullmatch(r"(Time|Value)( #?\w+)?", c)}
+        if raw:
+            problems.append(f"{title}: shows raw columns {sorted(raw)}")
+    return problems
+
+
+@pytest.mark.parametrize("path", list(dashboards()), ids=lambda p: p.name)
+def test_dashboard_lint(path):
+    assert lint_dashboard(dashboards()[path]) == []
+
+
+def test_the_lint_catches_the_old_why_projects_fail_panel():
+    """The panel as it shipped before: sorted by "Running for" (copied from another panel) and
+    showing Grafana's raw Time and Value columns."""
+    broken = {"panels": [{"type": "table", "id": 1, "title": "Why projects fail",
+                          "gridPos": {"h": 8, "w": 8, "x": 8, "y": 64},
+                          "targets": [{"refId": "A", "format": "table", "expr": (
+                              "max by (project_name, plugin, reason, failed_subtask) "
+                              "(devlake_project_last_failure_info)")}],
+                          "transformations": [],
+                          "options": {"sortBy": [{"displayName": "Running for", "desc": True}]},
+                          "fieldConfig": {"overrides": [{"matcher": {"id": "byName", "options": "Running for"},
+                                                         "properties": []}]}}]}
+    problems = lint_dashboard(broken)
+    assert any("sorted by 'Running for'" in p for p in problems)
+    assert any("override for 'Running for'" in p for p in problems)
+    assert any("raw columns ['Time', 'Value']" in p for p in problems)
+
+
+# --- alerting: one path -----------------------------------------------------------------------
+
+def test_grafana_provisions_no_alert_rules_of_its_own():
+    """Prometheus evaluates prometheus/alerts.yml and Alertmanager notifies (README, Alerts):
+    a second copy in Grafana would page twice, through a contact point that needs SMTP."""
+    assert not (GRAFANA_DIR / "provisioning" / "alerting").exists()
+
+
+def test_grafana_shows_the_stacks_alertmanager():
+    doc = load_yaml(GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml")
+    (am,) = [ds for ds in doc["datasources"] if ds["type"] == "alertmanager"]
+    assert am["url"] == "http://alertmanager:9093", "the compose service name"
+    assert am["jsonData"]["implementation"] == "prometheus"
+    assert am["jsonData"]["handleGrafanaManagedAlerts"] is False

@@ -11,14 +11,24 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_support import DASHBOARD_DIR, MONITOR_JOB, PROMETHEUS_DIR, ROOT, load_yaml, missing_tool, require_tool, run
+from deploy_support import (
+    ALERTMANAGER_CONFIG,
+    DASHBOARD_DIR,
+    MONITOR_JOB,
+    PROMETHEUS_DIR,
+    ROOT,
+    load_yaml,
+    missing_tool,
+    require_tool,
+    run,
+)
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 BASE = KUBERNETES / "base"
 OVERLAYS = sorted(p.parent for p in KUBERNETES.glob("*/kustomization.yaml") if p.parent != BASE)
 # timeZone on CronJobs is GA since 1.27: the oldest version we claim, and the newest the validator knows.
 KUBERNETES_VERSIONS = ("1.27.0", "1.37.0")
-CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "AlertmanagerConfig"}
 STATE_DIR = "/var/lib/devlake-automation"
 SECRET_NAME = "devlake-automation-secrets"
 SECRET_VARS = {"DEVLAKE_API_KEY", "NOTIFICATION_SECRET"}
@@ -72,7 +82,8 @@ def renderer():
 def test_base_renders_exactly_these_objects(objects):
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in objects)
     assert [k for k, _ in kinds] == sorted(["ConfigMap", "ConfigMap", "PersistentVolumeClaim", "Deployment",
-                                            "Service", "CronJob", "ServiceMonitor", "PrometheusRule"])
+                                            "Service", "CronJob", "ServiceMonitor", "PrometheusRule",
+                                            "AlertmanagerConfig"])
     assert not any(o["kind"] == "Secret" for o in objects), "the Secret is created by the operator, not shipped"
     for obj in objects:
         assert "namespace" not in obj["metadata"], "the base leaves the namespace to the overlay"
@@ -277,6 +288,39 @@ def test_prometheusrule_groups_pass_promtool(objects, tmp_path):
     path.write_text(yaml.safe_dump({"groups": one(objects, "PrometheusRule")["spec"]["groups"]}))
     result = run([promtool, "check", "rules", str(path)])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _matchers(items: list[str]) -> list[tuple[str, str, str]]:
+    """alertmanager.yml's `name="value"` / `name=~"value"` matchers as (name, op, value)."""
+    out = []
+    for text in items:
+        name, op, value = re.fullmatch(r'(\w+)(=~|!~|!=|=)"(.*)"', text).groups()
+        out.append((name, op, value))
+    return out
+
+
+def test_alertmanagerconfig_groups_and_inhibits_like_alertmanager_yml(objects):
+    """The Kubernetes copy of alertmanager/alertmanager.yml's routing (tested with amtool there).
+
+    matchType is left out for `=`, its default: kubectl prints a bare `=`, which YAML 1.1 reads
+    as a special tag."""
+    config = one(objects, "AlertmanagerConfig")
+    assert config["apiVersion"] == "monitoring.coreos.com/v1alpha1"
+    shipped = load_yaml(ALERTMANAGER_CONFIG)
+    route, ours = shipped["route"], config["spec"]["route"]
+    keys = {"group_by": "groupBy", "group_wait": "groupWait", "group_interval": "groupInterval",
+            "repeat_interval": "repeatInterval", "receiver": "receiver"}
+    assert {k: route[k] for k in keys} == {k: ours[v] for k, v in keys.items()}
+    assert len(route["routes"]) == len(ours["routes"])
+    for theirs, mine in zip(route["routes"], ours["routes"], strict=True):
+        assert _matchers(theirs["matchers"]) == [(m["name"], m.get("matchType", "="), m["value"]) for m in mine["matchers"]]
+        assert {k: theirs[k] for k in keys if k in theirs} == {k: mine[v] for k, v in keys.items() if k in theirs}
+    rules = [(_matchers(r["source_matchers"]), _matchers(r["target_matchers"]), r.get("equal", []))
+             for r in shipped["inhibit_rules"]]
+    assert rules == [([(m["name"], m.get("matchType", "="), m["value"]) for m in r["sourceMatch"]],
+                      [(m["name"], m.get("matchType", "="), m["value"]) for m in r["targetMatch"]], r.get("equal", []))
+                     for r in config["spec"]["inhibitRules"]]
+    assert [r["name"] for r in config["spec"]["receivers"]] == ["default"], "no secret needed out of the box"
 
 
 def test_generated_copies_are_up_to_date():

@@ -13,7 +13,6 @@ from deploy_support import (
     contract_sample_names,
     dashboard_expressions,
     dashboard_variable_metrics,
-    grafana_rule_expressions,
     metric_names,
     prometheus_rule_expressions,
     promtool_check_expressions,
@@ -21,7 +20,7 @@ from deploy_support import (
     run,
 )
 
-ALL_EXPRESSIONS = dashboard_expressions() + grafana_rule_expressions() + prometheus_rule_expressions()
+ALL_EXPRESSIONS = dashboard_expressions() + prometheus_rule_expressions()
 
 
 def referenced_names() -> dict[str, set[str]]:
@@ -52,8 +51,8 @@ def test_metric_name_scanner(expr, expected):
 def test_expressions_were_found():
     kinds = {where.split(":")[0].split(" ")[0] for where, _ in ALL_EXPRESSIONS}
     assert len(dashboard_expressions()) >= 20
-    assert len(grafana_rule_expressions()) == len(prometheus_rule_expressions()) >= 10
-    assert {"grafana", "prometheus"} <= kinds
+    assert len(prometheus_rule_expressions()) >= 10
+    assert {"devlake-automation.json", "prometheus"} <= kinds
 
 
 def test_every_expression_is_valid_promql(tmp_path):
@@ -79,7 +78,7 @@ def test_expressions_use_only_contract_metrics():
 
 
 def test_alerts_never_use_the_per_failure_series():
-    for where, expr in grafana_rule_expressions() + prometheus_rule_expressions():
+    for where, expr in prometheus_rule_expressions():
         assert HIGH_CARDINALITY not in metric_names(expr), where
 
 
@@ -99,13 +98,16 @@ def real_exposition(tmp_path_factory) -> str:
     url = fake.start()
     try:
         env = dict(os.environ, DEVLAKE_URL=url, STATE_DIR=str(state), LOG_FORMAT="json",
-                   DEVLAKE_RETRY_BACKOFF_SECONDS="0", DEVLAKE_HTTP_RETRIES="0")
+                   DEVLAKE_RETRY_BACKOFF_SECONDS="0", DEVLAKE_HTTP_RETRIES="0",
+                   DEVLAKE_UI_URL="http://config-ui.example:4000")  # devlake_monitor_config_ui_info
         # The automation's last-run file is what the monitor exposes as devlake_automation_*.
         automation = run([python(), "manage_projects.py", "--once"], timeout=60, cwd=ROOT, env=env)
         assert automation.returncode == 0, automation.stderr
         now = datetime.now(UTC)
         api = fake.add_project("github/api")
         web = fake.add_project("github/web")
+        # managed, never ran: devlake_project_first_collection_due_timestamp_seconds
+        fake.add_project("github/new", labels=("managed-by/devlake-automation",))
         fake.add_pipeline(api, "TASK_COMPLETED", finished_at=now - timedelta(hours=3))
         fake.add_pipeline(api, "TASK_FAILED", finished_at=now - timedelta(hours=1))
         fake.add_pipeline(web, "TASK_RUNNING", began_at=now - timedelta(minutes=20))

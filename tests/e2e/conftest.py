@@ -67,7 +67,9 @@ HOSTILE_NAME = "<img src=x onerror=\"document.title='pwned'\">"
 HOSTILE_SUBTASK = "</td><script>document.title='pwned'</script>collectApiIssues"
 # What the status page must list, trouble first (see monitor_status_world).
 STATUS_ORDER = [(HOSTILE_NAME, "failing"), ("github/acme/failing", "failing"), ("gitlab/acme/stuck", "stuck"),
-                ("jira/never", "never"), ("github/acme/stale", "stale"), ("github/acme/healthy", "healthy")]
+                ("jira/never", "never"), ("github/acme/stale", "stale"), ("github/acme/new", "scheduled"),
+                ("github/acme/healthy", "healthy")]
+MANAGED = ("managed-by/devlake-automation",)  # modules/projects.py MANAGED_LABEL
 
 
 @pytest.fixture
@@ -78,7 +80,9 @@ def monitor_status_world(monitor_fake, monitor_clock, monitor_factory, monitor_s
     reports them; the hostile project's failed subtask is hostile too.
     """
     now = monitor_clock.now
-    bp = {name: monitor_fake.add_project(name) for name, _ in STATUS_ORDER}
+    # github/acme/new: managed, created now with DevLake's default cron (00:00 UTC, 17 h away): scheduled.
+    bp = {name: monitor_fake.add_project(name, labels=MANAGED if name == "github/acme/new" else ())
+          for name, _ in STATUS_ORDER}
     for name in ("github/acme/failing", "gitlab/acme/stuck", "github/acme/healthy"):
         monitor_fake.add_pipeline(bp[name], "TASK_COMPLETED", finished_at=now - timedelta(hours=30))
     monitor_fake.add_pipeline(bp["github/acme/stale"], "TASK_COMPLETED", finished_at=now - timedelta(days=3))

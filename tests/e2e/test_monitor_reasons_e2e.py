@@ -31,7 +31,7 @@ def test_reasons_reach_metrics_and_logs(monitor_fake, monitor_clock, monitor_fac
     assert get(samples, "devlake_pipeline_failures_by_reason_total", plugin="org", reason="rate_limited") == 1.0
     assert get(samples, "devlake_pipeline_failures_by_reason_total", plugin="org", reason="unauthorized") == 1.0
     assert get(samples, "devlake_project_last_failure_info", project_name="gitlab/other", plugin="org",
-               reason="unauthorized", failed_subtask="collectApiIssues") == 1.0
+               connection_id="unknown", reason="unauthorized", failed_subtask="collectApiIssues") == 1.0
     lines = {e["project"]: e for e in logs if e["event"] == "pipeline_failed"}
     assert lines["github/dự-án"]["reason"] == "rate_limited"
     assert "glpat-abcdefghijklmnop" not in lines["gitlab/other"]["message"]

@@ -60,6 +60,11 @@ def test_browser_shows_rows_in_order_runs_only_our_script_and_saves_a_screenshot
     assert "img" not in page.tags  # the name stayed text: no element was created from it
     assert "&lt;img src=x onerror=" in dom and HOSTILE_NAME not in dom
     assert '<input id="q"' in dom and not _filter_hidden(dom)  # our own script did run
+    # The new managed project waits for its first cron run: its own section, next start in TIMEZONE.
+    by_name = {r[1]: r for r in page.rows}
+    assert by_name["github/acme/new"][0] == "scheduled"
+    assert by_name["github/acme/new"][2] == "scheduledfirst run 2025-08-09 07:00"
+    assert "Scheduled, first collection not due yet (1)" in dom
 
     shot = artifacts_dir() / "status-page.png"
     shot.unlink(missing_ok=True)

@@ -46,9 +46,12 @@ def test_page_lists_trouble_first_with_reasons_and_escapes_names(monitor_status_
     page = Rows(response.text)
     assert [(r[1], r[0]) for r in page.rows] == STATUS_ORDER
     by_name = {r[1]: r for r in page.rows}
-    assert by_name["github/acme/failing"][5:8] == ["rate_limited", "collectApiPullRequests", "1"]
+    assert by_name["github/acme/failing"][5:8] == ["rate_limitedError 403: API rate limit exceeded for installation",
+                                                   "collectApiPullRequests", "1"]
     # a subtask name that is not a Go identifier is not shown (it is also a metric label)
-    assert by_name[HOSTILE_NAME][5:7] == ["unauthorized", "unknown"]
+    assert by_name[HOSTILE_NAME][5:7] == ["unauthorizedauthentication failed, please check your AccessToken",
+                                          "unknown"]
+    assert by_name["github/acme/new"][2] == "scheduledfirst run 2025-08-09 07:00"  # 00:00 UTC in TIMEZONE
     assert by_name["gitlab/acme/stuck"][2] == "stuckrunning for 8h"
     assert by_name["github/acme/stale"][2] == "staleno success for 3d"
     assert by_name["github/acme/healthy"][3] == "2025-08-08 13:00"  # 06:00 UTC in Asia/Ho_Chi_Minh
@@ -62,8 +65,11 @@ def test_status_json_has_the_same_order_and_gzip_is_honoured(monitor_status_worl
     url, _ = monitor_status_world
     data = requests.get(f"{url}/status.json", timeout=5).json()
     assert [(p["project"], p["state"]) for p in data["projects"]] == STATUS_ORDER
-    assert data["counts"] == {"failing": 2, "stuck": 1, "never": 1, "stale": 1, "healthy": 1, "retired": 0}
+    assert data["counts"] == {"failing": 2, "stuck": 1, "never": 1, "stale": 1, "scheduled": 1, "healthy": 1, "retired": 0}
     assert data["projects"][1]["reason"] == "rate_limited"
+    assert data["projects"][1]["message"] == "Error 403: API rate limit exceeded for installation"
+    new = next(p for p in data["projects"] if p["project"] == "github/acme/new")
+    assert (new["state"], new["next_run"]) == ("scheduled", "2025-08-09T07:00:00+07:00")
     assert data["monitor"]["up"] is True
     raw = requests.get(f"{url}/", headers={"Accept-Encoding": "gzip"}, timeout=5, stream=True).raw
     assert raw.headers["Content-Encoding"] == "gzip"
@@ -103,3 +109,18 @@ def test_a_password_in_devlake_url_is_neither_on_the_page_nor_in_the_startup_con
         body = requests.get(base + path, timeout=5).text
         assert "s3cr3t-pw" not in body and "admin:***@" in body, path
     assert "s3cr3t-pw" not in str(monitor.settings.redacted())
+
+
+def test_status_json_carries_the_newest_failures_message_masked_and_cut_at_500(
+        monitor_fake, monitor_clock, monitor_factory, monitor_server):
+    """Issue 19 item 4: the full (masked) message is in /status.json, at most 500 characters."""
+    bp = monitor_fake.add_project("github/acme/long")
+    message = "Http DoAsync error calling ghp_abcdefghijklmnopqrstuvwxyz012345: 401 Bad credentials " + "x" * 2000
+    monitor_fake.add_pipeline(bp, "TASK_FAILED", finished_at=monitor_clock.now - timedelta(minutes=5),
+                              failure={"plugin": "github", "failedSubTask": "collectApiIssues", "message": message})
+    monitor = monitor_factory()
+    assert monitor.poll_once()
+    (row,) = requests.get(f"{monitor_server(monitor)}/status.json", timeout=5).json()["projects"]
+    assert row["reason"] == "unauthorized" and len(row["message"]) == 500
+    assert row["message"].startswith("Http DoAsync error calling ***: 401 Bad credentials xxx")
+    assert "ghp_" not in row["message"] and row["message"].endswith("…")

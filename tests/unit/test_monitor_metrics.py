@@ -11,9 +11,10 @@ from modules.monitoring.metrics import SelfMetrics, StateCollector, read_automat
 from modules.monitoring.state import ALL_STATUSES, NO_PROJECT, FailureEvent, InFlight, MonitorState, ProjectStats
 
 
-def collect(state, automation=None):
+def collect(state, automation=None, due_after=0.0):
     registry = CollectorRegistry()
-    registry.register(StateCollector(SimpleNamespace(lock=threading.RLock(), state=state, automation=automation)))
+    registry.register(StateCollector(SimpleNamespace(lock=threading.RLock(), state=state, automation=automation),
+                                     due_after=due_after))
     return registry
 
 
@@ -117,18 +118,38 @@ def test_unreadable_automation_file_is_reported_and_left_alone(tmp_path):
 
 def test_reasons_by_plugin_and_the_newest_reason_per_project():
     state = MonitorState()
-    state.projects["github/a"] = ProjectStats(failures=2, last_reason="unauthorized", last_plugin="github",
-                                              last_failed_subtask="collectApiIssues")
+    state.projects["github/a"] = ProjectStats(failures=2, consecutive_failures=2, last_reason="unauthorized",
+                                              last_plugin="github", last_failed_subtask="collectApiIssues",
+                                              last_connection_id="3")
     state.projects["github/b"] = ProjectStats()
     state.reason_counts = {("github", "unauthorized"): 2.0, ("gitextractor", "network"): 1.0}
     registry = collect(state)
     assert registry.get_sample_value("devlake_pipeline_failures_by_reason_total",
                                      {"plugin": "github", "reason": "unauthorized"}) == 2.0
     assert registry.get_sample_value("devlake_project_last_failure_info", {
-        "project_name": "github/a", "plugin": "github", "reason": "unauthorized",
+        "project_name": "github/a", "plugin": "github", "connection_id": "3", "reason": "unauthorized",
         "failed_subtask": "collectApiIssues"}) == 1.0
     text = generate_latest(registry).decode()
     assert 'devlake_project_last_failure_info{project_name="github/b"' not in text  # never failed: no series
+
+
+def test_the_failure_info_is_dropped_once_the_newest_pipeline_succeeded():
+    state = MonitorState()
+    state.projects["github/a"] = ProjectStats(failures=2, runs=3, consecutive_failures=0, last_reason="unauthorized",
+                                              last_plugin="github", last_status="TASK_COMPLETED")
+    text = generate_latest(collect(state)).decode()
+    assert 'devlake_project_last_failure_info{project_name="github/a"' not in text
+
+
+def test_a_never_collected_scheduled_project_exports_when_its_first_collection_is_due():
+    state = MonitorState()
+    state.projects["github/new"] = ProjectStats(first_run=1000.0)
+    state.projects["github/old"] = ProjectStats(runs=1, last_success=500.0, first_run=1000.0)
+    registry = collect(state, due_after=600.0)
+    assert registry.get_sample_value("devlake_project_first_collection_due_timestamp_seconds",
+                                     {"project_name": "github/new"}) == 1600.0
+    assert registry.get_sample_value("devlake_project_first_collection_due_timestamp_seconds",
+                                     {"project_name": "github/old"}) is None
 
 
 def test_at_most_eight_series_per_project_at_steady_state():
@@ -139,7 +160,7 @@ def test_at_most_eight_series_per_project_at_steady_state():
         state.projects[name] = ProjectStats(failures=3, runs=9, last_failure=10.0, last_success=20.0,
                                             last_status="TASK_RUNNING", consecutive_failures=1, last_finish=20.0,
                                             last_reason="rate_limited", last_plugin="github",
-                                            last_failed_subtask="collectApiPullRequests")
+                                            last_failed_subtask="collectApiPullRequests", first_run=1.0)
         state.in_flight[i] = InFlight(name, 5.0, "TASK_RUNNING")
     per_project: dict[str, int] = {}
     for family in text_string_to_metric_families(generate_latest(collect(state)).decode()):

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from structlog.testing import capture_logs
 
 from config import load_settings
@@ -294,7 +294,7 @@ def test_a_new_failure_is_explained_by_its_failed_task(tmp_path, clock, lake, re
         assert monitor.poll_once()
     assert value(monitor, "devlake_pipeline_failures_by_reason_total", plugin="github", reason="unauthorized") == 1
     assert value(monitor, "devlake_project_last_failure_info", project_name="github/a", plugin="github",
-                 reason="unauthorized", failed_subtask="collectApiPullRequests") == 1
+                 connection_id="unknown", reason="unauthorized", failed_subtask="collectApiPullRequests") == 1
     stats = monitor.state.projects["github/a"]
     assert (stats.last_reason, stats.last_plugin, stats.last_failed_subtask) == (
         "unauthorized", "github", "collectApiPullRequests")
@@ -320,3 +320,10 @@ def test_unreadable_tasks_count_as_other_after_three_tries_and_are_not_read_agai
     assert monitor.state.unexplained == {}
     requests_mock.reset_mock()
     assert monitor.poll_once() and requests_mock.call_count == 5
+
+
+def test_config_ui_url_is_exposed_for_the_dashboards_links_only_when_set(tmp_path, clock):
+    with_ui = make_monitor(tmp_path, clock, DEVLAKE_UI_URL="http://config-ui.example:4000/")
+    assert value(with_ui, "devlake_monitor_config_ui_info", url="http://config-ui.example:4000") == 1
+    without = make_monitor(tmp_path, clock)
+    assert "devlake_monitor_config_ui_info" not in generate_latest(without.registry).decode()

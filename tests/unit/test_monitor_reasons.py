@@ -105,3 +105,13 @@ def test_interrupted_wins_and_no_tasks_is_other():
     assert explain(running, interrupted=True).plugin == "github"
     assert explain(None).reason == "other" and explain(None).plugin == "unknown"
     assert explain([{"status": "TASK_FAILED", "plugin": "a b\nc"}]).plugin == "unknown"  # not a label value
+
+
+def test_the_failed_tasks_connection_comes_from_its_options():
+    def task(options):
+        return [{"id": 1, "plugin": "github", "status": "TASK_FAILED", "message": "401", "options": options}]
+    assert explain(task({"connectionId": 3, "githubId": 206444, "name": "acme/api"})).connection_id == "3"
+    assert explain(task({"connectionId": "12"})).connection_id == "12"
+    for options in (None, {}, {"url": "https://github.com/acme/api.git"}, {"connectionId": True},
+                    {"connectionId": "x y"}, {"connectionId": 0}):
+        assert explain(task(options)).connection_id == "unknown"  # gitextractor and friends name none

@@ -119,6 +119,56 @@ def test_oldest_flight_of_a_project_decides_and_rows_carry_the_failure_reason():
                                                                               "github", 1)
 
 
+FIRST = NOW + 2 * HOUR  # the blueprint's first cron run (first_run.py), two hours from now
+
+
+@pytest.mark.parametrize("hours_later, flight_hours, expected", [
+    (0, None, "scheduled"),       # day one: waiting for its cron minute, not broken
+    (2, None, "scheduled"),       # the cron minute itself
+    (8, None, "scheduled"),       # plus STUCK_AFTER_MINUTES (6 h here): still within the grace
+    (8.01, None, "never"),        # grace over and no pipeline: now it is "never collected"
+    (3, 1, "scheduled"),          # its first pipeline is running
+    (10, 1, "scheduled"),         # ... also after the grace, while not stuck
+    (10, 6.5, "stuck"),           # stuck wins
+])
+def test_scheduled_until_the_first_cron_minute_plus_the_stuck_threshold(hours_later, flight_hours, expected):
+    """The scheduled/never-collected rule with an injected clock (`now` is an argument)."""
+    now = NOW + hours_later * HOUR
+    flight = None if flight_hours is None else now - flight_hours * HOUR
+    since = flight if expected == "stuck" else None
+    assert classify(ProjectStats(first_run=FIRST), flight, now, TH) == (expected, since)
+
+
+def test_a_project_that_ran_or_has_no_schedule_is_never_scheduled():
+    assert classify(ProjectStats(first_run=FIRST, runs=1, last_status="TASK_CANCELLED"), None, NOW, TH)[0] == "never"
+    assert classify(ProjectStats(first_run=FIRST, last_status="TASK_FAILED", consecutive_failures=1), None, NOW,
+                    TH)[0] == "failing"
+    assert classify(ProjectStats(first_run=None), None, NOW, TH)[0] == "never"  # manual, disabled, unmanaged
+
+
+def test_scheduled_rows_show_the_next_start_and_sort_after_trouble_before_healthy():
+    state = state_of({"new": ProjectStats(first_run=FIRST), "running": ProjectStats(first_run=FIRST),
+                      "fine": ok(1), "broken": ProjectStats()}, flights={"running": 1})
+    rows = build_rows(state, NOW, TH, None)
+    assert [(r.project, r.state, r.next_run) for r in rows] == [
+        ("broken", "never", None), ("new", "scheduled", FIRST), ("running", "scheduled", None),
+        ("fine", "healthy", None)]
+
+
+def test_names_sort_naturally_numbers_as_numbers():
+    state = state_of({name: ok(1) for name in ("service-110", "service-11", "Service-9", "service-109",
+                                               "service-2a", "service-2", "api")})
+    assert [r.project for r in build_rows(state, NOW, TH, None)] == [
+        "api", "service-2", "service-2a", "Service-9", "service-11", "service-109", "service-110"]
+
+
+def test_rows_carry_the_newest_failures_message():
+    stats = failed(5)
+    stats.last_reason, stats.last_message = "unauthorized", "401 Bad credentials token=***"
+    (row,) = build_rows(state_of({"p": stats}), NOW, TH, None)
+    assert row.message == "401 Bad credentials token=***"
+
+
 def test_no_project_row_only_when_ad_hoc_pipelines_are_in_trouble():
     state = state_of({"p": ok(1)})
     assert [r.project for r in build_rows(state, NOW, TH, None)] == ["p"]  # "(no project)" never collected: hidden
@@ -180,7 +230,7 @@ def test_snapshot_reads_state_under_the_lock_and_the_header_facts():
     assert (model.now, model.devlake_url, model.ui_url, model.refresh_seconds) == (
         NOW, "http://devlake:8080", "http://ui:4000", 60.0)
     assert model.thresholds == Thresholds(360 * 60, 72 * HOUR)
-    assert model.counts == {"failing": 1, "stuck": 0, "never": 0, "stale": 0, "healthy": 0, "retired": 0}
+    assert model.counts == {"failing": 1, "stuck": 0, "never": 0, "stale": 0, "scheduled": 0, "healthy": 0, "retired": 0}
     monitor.last_success, monitor.last_error = NOW - 60, None
     assert snapshot(monitor).up is True
     monitor.last_error = "unreachable"

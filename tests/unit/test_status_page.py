@@ -149,7 +149,7 @@ def test_json_has_the_same_rows_and_full_values():
     first = data["projects"][0]
     assert first["reason"] == long_reason and first["last_failure"] == "2025-08-08T13:00:00+07:00"
     assert first["since"] is None and first["url"] is None and first["plugin"] == "github"
-    assert data["counts"] == {"failing": 1, "stuck": 0, "never": 1, "stale": 0, "healthy": 0, "retired": 0}
+    assert data["counts"] == {"failing": 1, "stuck": 0, "never": 1, "stale": 0, "scheduled": 0, "healthy": 0, "retired": 0}
     assert data["monitor"] == {"up": True, "last_poll_success": "2025-08-08T13:58:00+07:00", "last_error": None}
     assert data["pending"] == {"TASK_RUNNING": 2}
     assert data["connections"] == [{"plugin": "gitlab", "connection_id": 3, "name": "gl", "up": None,
@@ -171,3 +171,31 @@ def test_respond_gzips_when_asked():
 def test_age():
     assert [age(s) for s in (0, 59, 60, 3600, 3660, 86400, 90000, -5)] == [
         "<1m", "<1m", "1m", "1h", "1h 1m", "1d", "1d 1h", "<1m"]
+
+
+def test_scheduled_projects_show_their_first_run_in_timezone_apart_from_trouble():
+    m = model({"service-10": ProjectStats(first_run=NOW + 4.5 * HOUR), "service-9": ProjectStats(first_run=NOW),
+               "broken": ProjectStats()})
+    page = render_html(m)
+    rows = [r for r in Tags(page).rows if r]
+    assert [(r[0], r[1]) for r in rows] == [
+        ("broken", "never collected"),
+        ("service-9", "scheduledfirst run 2025-08-08 14:00"), ("service-10", "scheduledfirst run 2025-08-08 18:30")]
+    assert "<title>DevLake status: 1 never collected</title>" in page  # scheduled is not trouble
+    assert "Projects in trouble (1)" in page and "Scheduled, first collection not due yet (2)" in page
+    data = json.loads(render_json(m))
+    assert [(p["project"], p["state"], p["next_run"]) for p in data["projects"]] == [
+        ("broken", "never", None), ("service-9", "scheduled", "2025-08-08T14:00:00+07:00"),
+        ("service-10", "scheduled", "2025-08-08T18:30:00+07:00")]
+    assert data["counts"]["scheduled"] == 2
+
+
+def test_json_rows_carry_the_newest_failures_masked_message_and_the_page_a_shortened_one():
+    stats = hostile_failure()
+    stats.last_message = "401 Bad credentials <b>" + "y" * 400  # masked and cut when it was explained
+    data = json.loads(render_json(model({"p": stats, "ok": ProjectStats(last_success=NOW, runs=1)})))
+    by_name = {p["project"]: p for p in data["projects"]}
+    assert by_name["p"]["message"] == stats.last_message and by_name["ok"]["message"] is None
+    page = render_html(model({"p": stats}))
+    shown = "y" * (240 - len("401 Bad credentials <b>"))
+    assert "401 Bad credentials &lt;b&gt;" + shown + "…<" in page and "<b>y" not in page
