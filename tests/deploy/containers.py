@@ -4,10 +4,11 @@ and locally built stand-ins for the images no registry can give us here.
 - The base `docker.io/library/python:3.11-slim-bookworm` is built from Debian's own packages
   (`debootstrap --variant=minbase bookworm` with python3 3.11, the same Debian and Python minor as
   the official image), so the repository's Dockerfile builds unchanged with `--pull=never`.
-- Prometheus and Alertmanager stand-ins come from Debian's `prometheus` and
-  `prometheus-alertmanager` packages, tagged as the images docker-compose.yml names.
+- Prometheus and Alertmanager stand-ins are the host's binaries from Debian's `prometheus` and
+  `prometheus-alertmanager` packages (2.42 and 0.25 in bookworm) with busybox as `wget`, on the
+  base stand-in, tagged as the images docker-compose.yml names.
 - Images are cached in podman's store: a second run builds nothing but the project image (cached
-  layers). The Debian mirror is the machine's own (its apt sources); none is written here.
+  layers). A cold run's cost is the one debootstrap. The Debian mirror is the machine's own (its apt sources); none is written here.
 
 Run as root (podman's rootful mode). Usage from the tests: `engine = Engine.setup()`.
 """
@@ -27,11 +28,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "docker.io/library/python:3.11-slim-bookworm"
 PROJECT_IMAGE = "localhost/devlake-automation:test"
-SOCKET = "/run/podman/podman.sock"
+# Another socket (with CONTAINERS_STORAGE_CONF for another store) measures a cold run beside the cache.
+SOCKET = os.environ.get("CONTAINER_TEST_SOCKET", "/run/podman/podman.sock")
 WORK = Path(os.environ.get("CONTAINER_TEST_WORKDIR", "/var/tmp/devlake-container-test"))
 CONTAINERS_CONF = """[containers]
 default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]
 log_driver = "k8s-file"
+[network]
+network_backend = "cni"
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
@@ -91,13 +95,13 @@ class Engine:
 
     def _serve_socket(self) -> None:
         """podman's Docker-compatible API for docker compose; started once, kept for later runs."""
-        if run("curl", "-fsS", "--unix-socket", SOCKET, "http://d/_ping", check=False).returncode == 0:
+        if _pings(SOCKET):
             return
         Path(SOCKET).parent.mkdir(parents=True, exist_ok=True)
         subprocess.Popen(["podman", "system", "service", "--time=0", self.docker_host],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         for _ in range(100):
-            if run("curl", "-fsS", "--unix-socket", SOCKET, "http://d/_ping", check=False).returncode == 0:
+            if _pings(SOCKET):
                 return
             time.sleep(0.1)
         raise EngineUnavailable("podman system service did not start")
@@ -108,17 +112,42 @@ class Engine:
         return run("podman", "image", "exists", tag, check=False).returncode == 0
 
     def ensure_images(self) -> None:
-        images = compose_images()
         if not self.has_image(BASE_IMAGE):
             self._import_rootfs(BASE_IMAGE, ["python3", "python3-venv", "python3-pip", "ca-certificates", "tzdata"],
                                 self._python_like, ["CMD [\"python3\"]"])
-        for service, binary, workdir in (("prometheus", "/usr/bin/prometheus", "/prometheus"),
-                                         ("alertmanager", "/usr/bin/prometheus-alertmanager", "/alertmanager")):
+        images = compose_images()
+        # Debian's Alertmanager reads its notification templates from files (the official one embeds them)
+        templates = "/usr/share/prometheus/alertmanager"
+        for service, binary, workdir, data in (("prometheus", "prometheus", "/prometheus", None),
+                                               ("alertmanager", "prometheus-alertmanager", "/alertmanager", templates)):
             tag = images.get(service)
             if tag and not self.has_image(_qualified(tag)):
-                self._import_rootfs(_qualified(tag), ["prometheus", "prometheus-alertmanager", "wget",
-                                                       "ca-certificates"], _prom_like(workdir),
-                                    [f'ENTRYPOINT ["{binary}"]', f"WORKDIR {workdir}", "USER nobody"])
+                self._build_prom_like(_qualified(tag), binary, workdir, data)
+
+    def _build_prom_like(self, tag: str, binary: str, workdir: str, data: str | None) -> None:
+        """Debian's Go binary (it needs only libc, and the base is the same Debian) on the base
+        stand-in, with busybox as `wget` for the compose healthchecks, as in the official images
+        (busybox-based). Seconds, and it shares the base's layers: no second debootstrap."""
+        found = {name: shutil.which(name) for name in (binary, "busybox")}
+        if not all(found.values()):
+            raise EngineUnavailable(f"{binary}/busybox not installed (tests/deploy/install_tools.sh installs them)")
+        WORK.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=WORK) as context:
+            shutil.copy(found[binary], Path(context) / "daemon")
+            shutil.copy(found["busybox"], Path(context) / "wget")
+            (Path(context) / "data").mkdir()
+            for file in Path(data).glob("*.tmpl") if data else ():
+                shutil.copy(file, Path(context) / "data" / file.name)
+            (Path(context) / "Containerfile").write_text(f"""FROM {BASE_IMAGE}
+COPY daemon /usr/local/bin/{binary}
+COPY wget /usr/local/bin/wget
+COPY data/ {data or "/usr/share/prometheus"}/
+RUN mkdir -p {workdir} /etc/prometheus /etc/alertmanager && chown 65534:65534 {workdir}
+USER nobody
+WORKDIR {workdir}
+ENTRYPOINT ["/usr/local/bin/{binary}"]
+""")
+            run("podman", "build", "--format", "docker", "--pull=never", "-t", tag, context, timeout=600)
 
     def build_project(self) -> str:
         run("podman", "build", "--format", "docker", "--pull=never", "-t", PROJECT_IMAGE, str(ROOT), timeout=900)
@@ -170,16 +199,43 @@ class Engine:
                                      "DOCKER_BUILDKIT": "0", **(env or {})})
 
 
+def alertmanager_config_for_test(shipped: str, webhook: str) -> str:
+    """The shipped alertmanager/alertmanager.yml, changed only where a test must: every receiver
+    notifies `webhook`/<receiver name> instead of its integrations (or none: the shipped default
+    only shows alerts in the UI), secrets read from files are dropped, and the route tree's
+    timings are seconds, not minutes. Routes, grouping and inhibition stay as shipped."""
+    config = yaml.safe_load(shipped)
+    if config.get("global"):
+        config["global"] = {k: v for k, v in config["global"].items() if not k.endswith("_file")}
+    for receiver in config.get("receivers") or []:
+        for key in [k for k in receiver if k.endswith("_configs")]:
+            del receiver[key]
+        receiver["webhook_configs"] = [{"url": f"{webhook}/{receiver['name']}", "send_resolved": False}]
+
+    def shorten(route: dict) -> None:
+        for key, value in (("group_wait", "1s"), ("group_interval", "5s"), ("repeat_interval", "1h")):
+            if key in route or route is config["route"]:
+                route[key] = value
+        for child in route.get("routes") or []:
+            shorten(child)
+    shorten(config["route"])
+    return yaml.safe_dump(config, sort_keys=False)
+
+
 def _qualified(tag: str) -> str:
     name = tag.split(":")[0]
     return tag if "/" in name and "." in name.split("/")[0] else f"docker.io/{tag}"
 
 
-def _prom_like(workdir: str):
-    def customise(rootfs: Path) -> None:
-        data = rootfs / workdir.lstrip("/")
-        data.mkdir(parents=True, exist_ok=True)
-        os.chown(data, 65534, 65534)  # nobody, as the official images run
-        for conf in ("etc/prometheus", "etc/alertmanager"):
-            (rootfs / conf).mkdir(parents=True, exist_ok=True)
-    return customise
+def _pings(path: str) -> bool:
+    """The Docker API's GET /_ping answers 200 on the unix socket `path`."""
+    import socket
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(path)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: d\r\n\r\n")
+            status_line = sock.recv(64).split(b"\r\n", 1)[0]
+        return status_line.startswith(b"HTTP/1.") and status_line.split()[1:2] == [b"200"]
+    except OSError:
+        return False
