@@ -7,7 +7,6 @@ What it proves, and the stand-ins it uses, are in docs/operations.md ("What the 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import time
@@ -24,6 +23,7 @@ from tests.deploy.containers import (
     alertmanager_config_for_test,
     run,
 )
+from tests.deploy.deploy_support import in_ci
 
 HARDENED = ["--read-only", "--tmpfs", "/tmp", "--user", "10001:10001", "--cap-drop", "ALL",
             "--security-opt", "no-new-privileges"]
@@ -80,7 +80,7 @@ def engine():
         TIMES["setup_seconds"] = time.monotonic() - started
     except (EngineUnavailable, OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         detail = getattr(exc, "stderr", "") or ""
-        if os.environ.get("CI"):
+        if in_ci():
             pytest.fail(f"container engine not usable under CI: {exc} {str(detail)[-2000:]}")
         pytest.skip(f"no usable container engine: {exc}")
     yield engine
