@@ -8,11 +8,11 @@ ARG PYTHON_VERSION=3.11
 # The project's version, as pyproject.toml says (a test keeps them equal).
 ARG VERSION=1.0.0
 
-# --- build stage: wheels for the pinned runtime dependencies --------------------
+# --- build stage: the pinned runtime dependencies, installed into one directory ---
 FROM python:${PYTHON_VERSION}-slim-bookworm AS build
 WORKDIR /build
 COPY requirements.txt .
-RUN pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.txt
+RUN pip install --no-cache-dir --target=/opt/devlake-deps -r requirements.txt
 
 # --- runtime stage: no compiler, no pip cache, no wheels left behind ------------
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
@@ -37,9 +37,11 @@ RUN groupadd --system --gid 10001 devlake \
  && mkdir -p /var/lib/devlake-automation \
  && chown devlake:devlake /var/lib/devlake-automation
 
-# The wheels are bind-mounted from the build stage, so they never become a layer.
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels /wheels/*.whl
+# Only the installed packages come over: no wheel, no pip cache, no compiler. (Not a
+# `RUN --mount=type=bind,from=build` of wheels: podman before 4.4, e.g. Debian bookworm's,
+# cannot see a cached stage's files through it, so a second build fails: podman#16281.)
+COPY --from=build /opt/devlake-deps /opt/devlake-deps
+ENV PYTHONPATH=/opt/devlake-deps
 
 WORKDIR /app
 # Only what the daemons import; the code stays root-owned and read-only for the app user.

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo demo-monitor test bench install clean
+.PHONY: demo demo-monitor test test-containers bench install clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed: make PYTHON=python3.11 ...")'
@@ -27,7 +27,12 @@ test: $(VENV)/.installed
 	-@bash tests/deploy/install_tools.sh >/dev/null 2>&1 || true
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## test-containers: only the container test: the image and docker-compose.yml in podman (root; installs podman)
+test-containers: $(VENV)/.installed
+	bash tests/deploy/install_tools.sh
+	$(PY) -m pytest -q tests/deploy/test_containers.py
 
 ## bench: API-call counts and wall time against the fake DevLake with 20 ms latency; notifications/s;
 ##        the spread of 5,000 blueprints' collection minutes and the writes of a window change;

