@@ -14,19 +14,15 @@ from typing import cast
 import pytz
 
 from modules.projects import MANAGED_LABEL
+from utils.cron import DAYS, DESCRIPTORS, MONTHS
 from utils.datetime import parse_devlake_time
 
 SEARCH_DAYS = 4 * 366 + 1  # "0 0 29 2 *" fires once in four years; never means "not scheduled"
-# robfig/cron's descriptors (parser.go parseDescriptor); @every has no fixed minute: not simulated.
-DESCRIPTORS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
-               "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
 BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))  # minute hour dom month dow (7 = Sunday too)
-MONTHS = {m: i for i, m in enumerate(("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC").split(), 1)}
-DAYS = {d: i for i, d in enumerate("SUN MON TUE WED THU FRI SAT".split())}
 
 
 def _value(text: str, names: dict[str, int]) -> int:
-    return names[text.upper()] if text.upper() in names else int(text)
+    return names[text.lower()] if text.lower() in names else int(text)
 
 
 def _field(text: str, low: int, high: int, names: dict[str, int]) -> set[int]:
