@@ -28,7 +28,7 @@ DEFAULT_PLUGINS = PLUGIN_NAMES
 PROJECT_NAME_FIELDS = {"plugin", "name", "full_name", "connection_id", "connection_name", "scope_id"}
 DOMAIN_TYPES = {"CODE", "TICKET", "CODEREVIEW", "CROSS", "CICD", "CODEQUALITY"}
 LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
-ENV_PREFIX_HINT = "see README.md, section Configuration"
+ENV_PREFIX_HINT = "every variable and what it allows: docs/configuration.md"
 MINUTES_PER_DAY = 24 * 60
 SECONDS_PER_DAY = 24 * 3600
 # DevLake's project names are at most 100 bytes (modules/projects.py): a wider field only builds
