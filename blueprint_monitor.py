@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -44,7 +44,7 @@ ENVIRONMENT = ("Environment (all problems are reported together; exit 2; docs/co
                + settings_help("monitor") + "\n\n")
 
 
-def parse_args(argv):
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="blueprint_monitor.py", description=__doc__.split("\n\n", 1)[0],
         epilog=ENVIRONMENT + __doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,7 +57,8 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def build_monitor(settings: Settings, registry: CollectorRegistry, clock=None) -> Monitor:
+def build_monitor(settings: Settings, registry: CollectorRegistry,
+                  clock: Callable[[], datetime] | None = None) -> Monitor:
     """Client and monitor from settings; `clock` defaults to the real time."""
     return Monitor(build_client(settings), settings, registry,
                    clock=clock or (lambda: datetime.now(UTC)), connection_client=build_client(settings))

@@ -8,8 +8,10 @@ every blueprint made by POST /projects fires at the same minute (`docs/devlake-a
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from modules.monitoring.state import FINAL_STATUSES, IN_FLIGHT_STATUSES, InFlight
 
@@ -43,10 +45,10 @@ class Backlog:
 
 
 class _BacklogCollector:
-    def __init__(self, backlog: Backlog):
+    def __init__(self, backlog: Backlog) -> None:
         self.backlog = backlog
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         pending = GaugeMetricFamily("devlake_pipelines_pending", "Pipelines DevLake has queued or running, by "
                                     "status (TASK_CREATED, TASK_RERUN, TASK_RUNNING, TASK_RESUME)",
                                     labels=["status"])
@@ -57,5 +59,5 @@ class _BacklogCollector:
         yield GaugeMetricFamily("devlake_pipelines_oldest_pending_age_seconds", "Age of the oldest queued or "
                                 "running pipeline at the last poll (0 when none)", value=age or 0.0)
 
-    def describe(self):
+    def describe(self) -> list[Metric]:
         return []

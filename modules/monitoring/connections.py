@@ -18,12 +18,12 @@ a slow upstream delays only the next check. Scrapes read a snapshot.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import structlog
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from modules.api import DevLakeClient, DevLakeError, DevLakeNotFound, DevLakeUnavailable
 from modules.monitoring.reasons import mask
@@ -79,7 +79,7 @@ def failure_in_answer(body: dict) -> str | None:
     return _text(body.get("message"))
 
 
-def _text(message) -> str:
+def _text(message: object) -> str:
     text = str(message or "").strip()
     return text or "the test failed without a message"
 
@@ -185,10 +185,10 @@ class ConnectionChecker:
 
 
 class _ConnectionCollector:
-    def __init__(self, checker: ConnectionChecker):
+    def __init__(self, checker: ConnectionChecker) -> None:
         self.checker = checker
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         labels = ["plugin", "connection_id", "connection_name"]
         up = GaugeMetricFamily("devlake_connection_up", "1 if DevLake's test of the connection's stored "
                                "credentials passed at the last check, 0 if it failed", labels=labels)
@@ -203,5 +203,5 @@ class _ConnectionCollector:
         yield up
         yield checked
 
-    def describe(self):
+    def describe(self) -> list[Metric]:
         return []

@@ -10,10 +10,11 @@ the counter and the removal are saved together.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import structlog
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from modules.api import DevLakeClient, DevLakeError, DevLakeUnavailable
 from modules.monitoring.reasons import FailureDetail, explain, mask
@@ -93,7 +94,7 @@ def log_failures(explained: list[tuple[Unexplained, FailureDetail]]) -> None:
                     failed_subtask=detail.failed_subtask, reason=detail.reason, message=detail.message)
 
 
-def reason_families(state: MonitorState):
+def reason_families(state: MonitorState) -> Iterator[Metric]:
     """devlake_pipeline_failures_by_reason_total and devlake_project_last_failure_info, from the state."""
     by_reason = CounterMetricFamily(
         "devlake_pipeline_failures_by_reason", "Failed pipelines by the failed task's plugin and reason "

@@ -17,6 +17,8 @@ leaves the monitor exactly as it was, and the next poll asks again.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from modules import answers
 from modules.answers import ListGuard
 from modules.api import DevLakeClient, DevLakeNotFound
@@ -123,7 +125,7 @@ class Fetcher:
                 break
         return seen
 
-    def _scan(self, out: list[Observation], floor: float, attr: str, **filters) -> set[int]:
+    def _scan(self, out: list[Observation], floor: float, attr: str, **filters: Any) -> set[int]:
         """Pages newest first until a whole page is older than `floor` by `attr`.
 
         Ids are ordered, times only roughly (a rerun finishes late under an old
@@ -140,7 +142,7 @@ class Fetcher:
                 break
         return seen
 
-    def _page(self, guard: ListGuard, page: int, size: int, **filters) -> tuple[list[Observation], int]:
+    def _page(self, guard: ListGuard, page: int, size: int, **filters: Any) -> tuple[list[Observation], int]:
         """The page's pipelines not seen on an earlier page of this walk, and how many it listed."""
         body = self.client.pipelines_page(page, size, guard, **filters)
         items = body.get("pipelines") or []

@@ -79,7 +79,7 @@ def next_run(cron: str, after: datetime) -> datetime | None:
     return None
 
 
-def first_run(blueprint) -> float | None:
+def first_run(blueprint: object) -> float | None:
     """Epoch seconds of a managed blueprint's first cron run after its creation; None when it is
     not one DevLake will start by itself (disabled, manual, unmanaged, unreadable)."""
     if not isinstance(blueprint, dict) or not blueprint.get("enable") or blueprint.get("isManual"):

@@ -14,8 +14,9 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -25,7 +26,12 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYP
 
 from modules.monitoring import status_page
 from modules.monitoring.notifications import PATH as NOTIFICATIONS_PATH
+from modules.monitoring.notifications import Answer
+from modules.monitoring.status_model import StatusModel
 from utils.webconfig import BasicAuth, WebConfig
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 log = structlog.get_logger("monitor")
 
@@ -46,16 +52,33 @@ LISTEN_BACKLOG = 128  # the standard library's 5 drops connects under a burst of
 BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
         b"Content-Length: 32\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
         b"too many connections, try again\n")
+_Request = socket.socket | tuple[bytes, socket.socket]  # what socketserver hands a server's hooks
+
+
+class Served(Protocol):
+    """What the HTTP server reads of the monitor: pre-rendered exposition, health verdicts and
+    the status page's immutable model."""
+
+    def exposition(self, compressed: bool = False) -> bytes: ...
+    def health(self) -> tuple[int, dict]: ...
+    def liveness(self) -> tuple[int, dict]: ...
+    def status(self) -> StatusModel: ...
+
+
+class Receiver(Protocol):
+    """What the HTTP server hands a POST /notifications to (notifications.NotificationReceiver)."""
+
+    def handle(self, length: str | None, read: Callable[[int], bytes], query: str, peer: str) -> Answer: ...
 
 
 class MetricsServer:
-    """Serves a Monitor's exposition and health, and DevLake's notifications if a receiver is given.
+    """Serves a monitor's exposition and health, and DevLake's notifications if a receiver is given.
 
     Port 0 binds a free port (see `.port`).
     """
 
-    def __init__(self, monitor: Served, addr: str, port: int, receiver=None, web: WebConfig | None = None,
-                 max_connections: int = MAX_CONNECTIONS):
+    def __init__(self, monitor: Served, addr: str, port: int, receiver: Receiver | None = None,
+                 web: WebConfig | None = None, max_connections: int = MAX_CONNECTIONS) -> None:
         auth = BasicAuth(web.users) if web is not None and web.users else None
         handler = type("MonitorHandler", (_Handler,), {"monitor": monitor, "receiver": receiver, "auth": auth})
         self.tls = web is not None and web.tls is not None
@@ -97,11 +120,12 @@ class _Server(ThreadingHTTPServer):
 
     request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, address, handler, max_connections: int = MAX_CONNECTIONS):
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self._slots = threading.BoundedSemaphore(max_connections)
         super().__init__(address, handler)
 
-    def process_request(self, request, client_address):
+    def process_request(self, request: _Request, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
             log.debug("http_busy", client=client_address[0])
             self._refuse(request)
@@ -112,14 +136,15 @@ class _Server(ThreadingHTTPServer):
             self._slots.release()
             raise
 
-    def process_request_thread(self, request, client_address):
+    def process_request_thread(self, request: _Request, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
 
-    def _refuse(self, request) -> None:
+    def _refuse(self, request: _Request) -> None:
         """Answer 503 from the accept loop: a few bytes into an empty send buffer never block."""
+        assert isinstance(request, socket.socket)  # a TCP server's requests are sockets; tells the type checker
         try:
             request.setblocking(False)
             request.send(BUSY)
@@ -128,7 +153,7 @@ class _Server(ThreadingHTTPServer):
             pass
         self.shutdown_request(request)
 
-    def handle_error(self, request, client_address):
+    def handle_error(self, request: _Request, client_address: Any) -> None:
         """One structured line instead of the standard library's traceback on stderr.
 
         A client that resets, hangs up or stalls is its own business: DEBUG. Anything else is a
@@ -144,29 +169,22 @@ class _TLSServer(_Server):
     """HTTPS only. The handshake runs in the request's thread (`_Handler.handle`), not in
     accept(): a client that connects and stalls must not block everyone else."""
 
-    def __init__(self, address, handler, context: ssl.SSLContext, max_connections: int = MAX_CONNECTIONS):
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], context: ssl.SSLContext,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.context = context
         super().__init__(address, handler, max_connections)
 
-    def _refuse(self, request) -> None:
+    def _refuse(self, request: _Request) -> None:
         self.shutdown_request(request)  # no handshake in the accept loop: just close
 
-    def get_request(self):
+    def get_request(self) -> tuple[socket.socket, Any]:
         sock, client = super().get_request()
         return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), client
 
 
-class Served(Protocol):
-    """What the HTTP server reads of the monitor: pre-rendered exposition and health verdicts."""
-
-    def exposition(self, compressed: bool = False) -> bytes: ...
-    def health(self) -> tuple[int, dict]: ...
-    def liveness(self) -> tuple[int, dict]: ...
-
-
 class _Handler(BaseHTTPRequestHandler):
     monitor: Served  # set per server by MetricsServer
-    receiver = None  # a NotificationReceiver, or None: notifications are off
+    receiver: Receiver | None = None  # None: notifications are off
     auth: BasicAuth | None = None  # None: no basic auth configured
     protocol_version = "HTTP/1.1"
     # Headers and body go out in two writes: with Nagle on, a keep-alive client
@@ -175,7 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 30  # seconds a client may stall mid-request (the notification endpoint is public)
     header_seconds = HEADER_SECONDS
 
-    def setup(self):
+    def setup(self) -> None:
         super().setup()
         # Reads of the request line and headers are held to one deadline (_HeaderDeadline).
         self._deadline = _HeaderDeadline(self.rfile.detach(), self.connection, self.timeout)
@@ -183,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.rfile = self._buffered
         self._served = 0
 
-    def handle_one_request(self):
+    def handle_one_request(self) -> None:
         if self._served:  # keep-alive: idle up to `timeout` for the next request's first byte
             try:
                 if not self._buffered.peek(1):
@@ -199,13 +217,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._deadline.deadline = None
             self._served += 1
 
-    def parse_request(self):
+    def parse_request(self) -> bool:
         try:
             return super().parse_request()
         finally:
             self._deadline.deadline = None  # the headers are in; a body gets the ordinary timeout
 
-    def handle(self):
+    def handle(self) -> None:
         if isinstance(self.connection, ssl.SSLSocket):
             try:
                 self.connection.do_handshake()  # under the handler's timeout, set in setup()
@@ -223,7 +241,7 @@ class _Handler(BaseHTTPRequestHandler):
                    headers={"WWW-Authenticate": REALM})
         return False
 
-    def do_GET(self):  # noqa: N802 (http.server naming)
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
         path = self.path.split("?", 1)[0]
         if not self._authorized(path):
             return
@@ -238,14 +256,14 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = self.monitor.liveness()
             self._send(status, json.dumps(payload).encode() + b"\n", "application/json")
         elif path in status_page.PATHS:
-            body, content_type, gzipped = status_page.respond(self.monitor, path,
+            body, content_type, gzipped = status_page.respond(self.monitor.status(), path,
                                                               self.headers.get("Accept-Encoding", ""))
             self._send(200, body, content_type, gzipped, headers=status_page.HEADERS)
         else:
             self._send(404, b"not found: try /, /status.json, /metrics, /healthz or /livez\n",
                        "text/plain; charset=utf-8")
 
-    def do_POST(self):  # noqa: N802 (http.server naming)
+    def do_POST(self) -> None:  # noqa: N802 (http.server naming)
         path, _, query = self.path.partition("?")
         if not self._authorized(path):
             return
@@ -280,10 +298,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def do_HEAD(self):  # noqa: N802 (http.server naming). Uptime checkers often probe with HEAD.
+    def do_HEAD(self) -> None:  # noqa: N802 (http.server naming). Uptime checkers often probe with HEAD.
         self.do_GET()
 
-    def log_message(self, fmt, *args):  # access logs at debug, through structlog; never the signature
+    def log_message(self, fmt: str, *args: Any) -> None:  # access logs at debug, through structlog; never the signature
         log.debug("http_request", client=self.client_address[0], request=SIGN.sub(r"\1***", fmt % args))
 
 
@@ -292,14 +310,14 @@ class _HeaderDeadline(io.RawIOBase):
     a client dripping its headers a byte at a time is cut off at the deadline, not after
     `timeout` seconds per byte."""
 
-    def __init__(self, raw, sock: socket.socket, timeout: float | None):
+    def __init__(self, raw: io.RawIOBase, sock: socket.socket, timeout: float | None) -> None:
         self.raw, self.sock, self.timeout = raw, sock, timeout
         self.deadline: float | None = None
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int | None:
+    def readinto(self, buffer: WriteableBuffer) -> int | None:
         deadline = self.deadline
         if deadline is None:
             return self.raw.readinto(buffer)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 from modules import statuses
 from modules.monitoring.state import (
@@ -65,7 +65,7 @@ class Observation:
         return event_key(self.pipeline_id, _utc_iso(self.finished_at))
 
 
-def parse_pipeline(raw) -> Observation:
+def parse_pipeline(raw: object) -> Observation:
     """A pipeline object (`docs/devlake-api.md` §9.2) as an Observation, or MalformedAnswer."""
     if not isinstance(raw, dict):
         raise MalformedAnswer(f"pipeline is not an object: {str(raw)[:80]}")
@@ -87,7 +87,7 @@ def parse_pipeline(raw) -> Observation:
                        times["createdAt"], times["updatedAt"], interrupted)
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -127,7 +127,7 @@ class _Candidate:
 
 
 def apply_batch(state: MonitorState, batch: Batch, *, project_of: Callable[[Observation], str | None],
-                now: float, lookback_seconds: float, retention_seconds: float, tz) -> Summary:
+                now: float, lookback_seconds: float, retention_seconds: float, tz: tzinfo) -> Summary:
     """Apply one poll's observations to `state` and return what changed."""
     summary = Summary()
     if state.floor is None:  # first start: only the lookback window is news
@@ -160,7 +160,7 @@ def apply_batch(state: MonitorState, batch: Batch, *, project_of: Callable[[Obse
     return summary
 
 
-def apply_push(state: MonitorState, obs: Observation, project: str, *, tz) -> Summary | None:
+def apply_push(state: MonitorState, obs: Observation, project: str, *, tz: tzinfo) -> Summary | None:
     """Apply one pipeline the notification worker fetched (GET /pipelines/{id}).
 
     The observation comes from the same API as the poller's, so its key is the
@@ -300,7 +300,7 @@ def _raise_watermark(state: MonitorState, observations: list[Observation]) -> No
         state.dirty = True
 
 
-def _count(state: MonitorState, cand: _Candidate, tz, summary: Summary) -> None:
+def _count(state: MonitorState, cand: _Candidate, tz: tzinfo, summary: Summary) -> None:
     obs, stats = cand.obs, state.projects[cand.project]
     # candidates are finished pipelines only (_note_finish), so both are set
     assert obs.finished_at is not None and obs.finish_key is not None

@@ -9,16 +9,19 @@ monitor's in-memory state on each collection. The exporter's own health
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from modules import last_run
 from modules.last_run import LastRun
 from modules.monitoring.explain import reason_families
-from modules.monitoring.state import NO_PROJECT
+from modules.monitoring.state import NO_PROJECT, MonitorState
 from modules.version import version
 
 ERROR_REASONS = ("unreachable", "auth", "http_error", "malformed", "internal")
@@ -37,7 +40,7 @@ log = structlog.get_logger("monitor")
 class SelfMetrics:
     """Exporter health: is DevLake reachable, and how are the polls going."""
 
-    def __init__(self, registry: CollectorRegistry):
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.up = Gauge("devlake_up", "1 if the last poll fetched everything it needed from DevLake, else 0",
                         registry=registry)
         self.last_success = Gauge("devlake_monitor_last_poll_success_timestamp_seconds",
@@ -84,14 +87,25 @@ class SelfMetrics:
             self.detection_latency.labels(path=path)
 
 
-class StateCollector:
-    """Yields the state-backed families. `source` has `.lock`, `.state` and `.automation`."""
+class StateSource(Protocol):
+    """What StateCollector reads of the monitor (the monitor in monitor.py has all of it); read-only here."""
 
-    def __init__(self, source, *, due_after: float = 0.0):
+    @property
+    def lock(self) -> AbstractContextManager[object]: ...  # the lock a poll applies and saves under
+    @property
+    def state(self) -> MonitorState: ...
+    @property
+    def automation(self) -> LastRun | None: ...
+
+
+class StateCollector:
+    """Yields the state-backed families of `source`."""
+
+    def __init__(self, source: StateSource, *, due_after: float = 0.0) -> None:
         self.source = source
         self.due_after = due_after  # STUCK_AFTER_MINUTES in seconds: grace after a first cron minute
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         # Holding the monitor's lock means a scrape never sees a count that is
         # not yet on disk: the poll applies and saves under the same lock.
         with self.source.lock:
@@ -100,11 +114,11 @@ class StateCollector:
             yield from reason_families(self.source.state)
             yield from _automation_families(self.source.automation)
 
-    def describe(self):
+    def describe(self) -> list[Metric]:
         return []  # unchecked collector: families depend on the state
 
 
-def _failure_family(state):
+def _failure_family(state: MonitorState) -> Iterator[Metric]:
     family = CounterMetricFamily("devlake_blueprint_failure", "Count of failed blueprint executions",
                                  labels=["project_name", "time_failed"])
     series: dict[tuple[str, str], float] = {}
@@ -119,7 +133,7 @@ def _failure_family(state):
                             "Retained devlake_blueprint_failure_total series (cardinality)", value=len(series))
 
 
-def _project_families(state, due_after):
+def _project_families(state: MonitorState, due_after: float) -> Iterator[Metric]:
     labels = ["project_name"]
     fam: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
         "failures": CounterMetricFamily("devlake_project_failures", "Failed pipelines (TASK_FAILED or "
@@ -173,7 +187,7 @@ def _project_families(state, due_after):
                             value=len(set(state.projects) - {NO_PROJECT}))
 
 
-def _in_flight_since(state) -> dict[str, float]:
+def _in_flight_since(state: MonitorState) -> dict[str, float]:
     oldest: dict[str, float] = {}
     for entry in state.in_flight.values():
         if entry.project in state.projects and entry.since < oldest.get(entry.project, math.inf):
@@ -181,7 +195,7 @@ def _in_flight_since(state) -> dict[str, float]:
     return oldest
 
 
-def _automation_families(run: LastRun | None):
+def _automation_families(run: LastRun | None) -> Iterator[Metric]:
     if run is None:
         return
     yield GaugeMetricFamily("devlake_automation_last_run_timestamp_seconds",

@@ -9,9 +9,11 @@ from __future__ import annotations
 import gzip
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry, Gauge
@@ -27,6 +29,7 @@ from modules.monitoring.fetch import Fetcher
 from modules.monitoring.ledger import MalformedAnswer, Observation, Summary, apply_batch, apply_push
 from modules.monitoring.metrics import AUTOMATION_FILE, SelfMetrics, StateCollector, read_automation
 from modules.monitoring.state import STATE_FILE, FailureEvent, MonitorState
+from modules.monitoring.status_model import StatusModel, snapshot
 from modules.operator_hints import unusable_hint
 from modules.reachability import diagnose
 
@@ -43,11 +46,18 @@ log = structlog.get_logger("monitor")
 
 
 class Monitor:
-    """Polls DevLake, keeps the counted events, and serves the exposition from memory."""
+    """Polls DevLake, keeps the counted events, and serves the exposition from memory.
+
+    Its consumers see it through the small interfaces they declare: `StateSource`
+    (metrics.py, the collector), `StatusSource` (status_model.py), `Served` (http.py, which
+    gets a `StatusModel` snapshot for the status page) and `PushTarget` (notifications.py).
+    Every change to state or to a metric the exposition shows happens inside `_mutating()`,
+    which invalidates the cached exposition as it ends: no caller has to remember to.
+    """
 
     def __init__(self, client: DevLakeClient, settings: Settings, registry: CollectorRegistry, *,
                  clock: Callable[[], datetime], refresh_seconds: float = REFRESH_SECONDS,
-                 connection_client: DevLakeClient | None = None):
+                 connection_client: DevLakeClient | None = None) -> None:
         self.client, self.settings, self.registry, self.clock = client, settings, registry, clock
         self.refresh_seconds = refresh_seconds
         self.state_path = Path(settings.state_dir) / STATE_FILE
@@ -62,8 +72,8 @@ class Monitor:
         # Its own client (the daemon passes one) so its calls never count as the poll's.
         self.connections = ConnectionChecker(
             connection_client or client, settings.plugins, settings.connection_check_interval_seconds,
-            clock=lambda: self.clock().timestamp(), on_change=self.changed, registry=registry,
-            on_crash=lambda: self.metrics.errors.labels(reason="internal").inc())
+            clock=lambda: self.clock().timestamp(), on_change=self._bump, registry=registry,
+            on_crash=self.count_internal_error)
         # One setting drives the stale-data alert (prometheus/alerts.yml DevLakeProjectNoRecentSuccess).
         Gauge("devlake_monitor_stale_after_seconds", "STALE_AFTER_HOURS in seconds: a project whose last "
               "success is older is stale", registry=registry).set(settings.stale_after_hours * 3600)
@@ -89,7 +99,8 @@ class Monitor:
         started, now = time.perf_counter(), self.clock().timestamp()
         self.last_progress = self.poll_started = now
         try:
-            return self._poll_and_record(started, now)
+            with self._mutating():
+                return self._poll_and_record(started, now)
         finally:
             self.poll_started = None
             self._show_overrun()
@@ -117,7 +128,6 @@ class Monitor:
         self._counted(summary.failures, "poll", self.clock().timestamp(), observe_latency=not first_poll)
         self._log_completed(summary, duration, calls)
         self.last_progress = self.clock().timestamp()
-        self.changed()
         return True
 
     def count_pushed(self, sightings: list[tuple[Observation, str | None]]) -> list[FailureEvent] | None:
@@ -128,20 +138,39 @@ class Monitor:
         None before the first poll: that poll counts them.
         """
         counted: list[FailureEvent] = []
-        with self.lock:
-            if self.state.watermark is None:
-                return None
-            durations: list[tuple[str, float]] = []
-            for obs, project in sightings:
-                if project is not None:
-                    pushed = apply_push(self.state, obs, project, tz=self.settings.timezone)
-                    counted += pushed.failures if pushed else []
-                    durations += pushed.durations if pushed else []
-            self.save()
-        self.backlog.observe(durations)
-        self._counted(counted, "push", self.clock().timestamp())
-        self.changed()
+        with self._mutating():
+            with self.lock:
+                if self.state.watermark is None:
+                    return None
+                durations: list[tuple[str, float]] = []
+                for obs, project in sightings:
+                    if project is not None:
+                        pushed = apply_push(self.state, obs, project, tz=self.settings.timezone)
+                        counted += pushed.failures if pushed else []
+                        durations += pushed.durations if pushed else []
+                self.save()
+            self.backlog.observe(durations)
+            self._counted(counted, "push", self.clock().timestamp())
         return counted
+
+    def observe(self, client: DevLakeClient, pipeline_id: int) -> tuple[Observation, str | None]:
+        """One pipeline read with `client` as the poller reads it, and its project (fetch.py)."""
+        return self.fetcher.observe(client, pipeline_id)
+
+    def count_notification(self, outcome: str) -> None:
+        """One notification received, by outcome (metrics.NOTIFICATION_OUTCOMES)."""
+        with self._mutating():
+            self.metrics.notifications.labels(outcome=outcome).inc()
+
+    def count_processed(self, result: str) -> None:
+        """One accepted notification processed, by result (metrics.NOTIFICATION_RESULTS)."""
+        with self._mutating():
+            self.metrics.notifications_processed.labels(result=result).inc()
+
+    def count_internal_error(self) -> None:
+        """A bug outside a poll (the poll loop, the connection thread): an internal poll error."""
+        with self._mutating():
+            self.metrics.errors.labels(reason="internal").inc()
 
     @property
     def pending(self) -> dict[str, int]:
@@ -163,20 +192,27 @@ class Monitor:
             if not todo:
                 return 0
             answers = explain.read(client, todo)
-            with self.lock:
+            with self._mutating(), self.lock:
                 done = explain.apply_answers(self.state, answers)
                 self.save()
         explain.log_failures(done)
-        self.changed()
         return len(done)
 
-    def changed(self) -> None:
-        """Invalidate the cached exposition: call after changing state or a metric.
+    @contextmanager
+    def _mutating(self) -> Iterator[None]:
+        """Wraps every change to state or to a metric; leaving it invalidates the cached exposition.
 
-        The poller, the notification worker and the HTTP threads (notification
-        counters) all do, so the bump is locked. Bumping after the change and reading
-        the generation before rendering means a cached body is never older than its tag.
+        The poller, the notification worker, the connection thread and the HTTP threads
+        (notification counters) all change things, so the bump is locked. Bumping after the
+        change (also when it raised halfway) and reading the generation before rendering means
+        a cached body is never older than its tag. Nesting is harmless: one more render.
         """
+        try:
+            yield
+        finally:
+            self._bump()
+
+    def _bump(self) -> None:
         with self._generation_lock:
             self._generation += 1
 
@@ -214,7 +250,8 @@ class Monitor:
             try:
                 self.state.save(self.state_path)
             except OSError as exc:
-                self.metrics.state_write_errors.inc()
+                with self._mutating():
+                    self.metrics.state_write_errors.inc()
                 log.error("state_write_failed", path=str(self.state_path), error=str(exc))
 
     def _failed(self, exc: Exception, now: float, duration: float, calls: int) -> None:
@@ -235,7 +272,6 @@ class Monitor:
             log.error("poll_failed", reason=reason, error=problem.kind if problem is not None else str(exc),
                       status=getattr(exc, "status", None), calls=calls, duration_seconds=round(duration, 3),
                       **({"hint": said} if said else {}))
-        self.changed()
 
     def _log_completed(self, summary: Summary, duration: float, calls: int) -> None:
         for name in summary.projects_removed:
@@ -249,7 +285,7 @@ class Monitor:
     def exposition(self, compressed: bool = False) -> bytes:
         """The Prometheus text exposition (gzipped if asked), rendered at most once per poll and cached.
 
-        Metrics change only when a poll ends or a notification arrives (`changed()`), so
+        Metrics change only when a poll ends or a notification arrives (`_mutating()`), so
         scrapes in between reuse the bytes.
         """
         self._show_overrun()
@@ -262,14 +298,18 @@ class Monitor:
         self._cache = (generation, body, gz)
         return gz if compressed and gz is not None else body
 
+    def status(self) -> StatusModel:
+        """The status page's model now (status_model.py), read under the lock scrapes take."""
+        return snapshot(self)
+
     def _show_overrun(self) -> None:
         """devlake_monitor_poll_overrun follows the running poll; a change invalidates the cached exposition."""
         started = self.poll_started
         overrun = started is not None and self.clock().timestamp() - started > self.settings.poll_interval_seconds
         if overrun != self._overrun_shown:
-            self._overrun_shown = overrun
-            self.metrics.overrun.set(1 if overrun else 0)
-            self.changed()
+            with self._mutating():
+                self._overrun_shown = overrun
+                self.metrics.overrun.set(1 if overrun else 0)
 
     def liveness(self) -> tuple[int, dict]:
         """(HTTP status, body) for /livez: 200 while the poll loop makes progress, DevLake up or not.
@@ -324,12 +364,18 @@ def run_forever(monitor: Monitor, stop: threading.Event, interval: float,
             monitor.exposition()  # render now so scrapes never wait for it
         except Exception:  # noqa: BLE001 - logged and counted; a dead poller would serve stale data
             log.exception("poll_loop_error")
-            monitor.metrics.errors.labels(reason="internal").inc()
-            monitor.changed()
+            monitor.count_internal_error()
         stop.wait(max(0.0, min(interval - (monotonic() - started), MAX_WAIT_SECONDS)))
 
 
-def serve(monitor: Monitor, server, stop: threading.Event, interval: float, grace_seconds: float = 8.0) -> int:
+class Stoppable(Protocol):
+    """The HTTP server as `serve` sees it (http.MetricsServer)."""
+
+    def stop(self) -> None: ...
+
+
+def serve(monitor: Monitor, server: Stoppable, stop: threading.Event, interval: float,
+          grace_seconds: float = 8.0) -> int:
     """Daemon mode: poll in a worker thread; on `stop`, let the poll finish, save, shut the server down."""
     worker = threading.Thread(target=run_forever, args=(monitor, stop, interval), name="poller", daemon=True)
     monitor.poller = worker  # /livez fails if it ever ends

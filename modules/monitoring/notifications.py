@@ -30,13 +30,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 import structlog
 
 from modules.api import DevLakeClient, DevLakeError
 from modules.monitoring.ledger import MalformedAnswer, Observation
-from modules.monitoring.state import FAILURE_STATUSES
+from modules.monitoring.state import FAILURE_STATUSES, FailureEvent
 
 PATH = "/notifications"
 MAX_BODY_BYTES = 64 * 1024  # DevLake's bodies are ~250 bytes
@@ -100,7 +101,7 @@ class RecentNouces:
     which changes nothing, because processing re-reads DevLake and counts by key.
     """
 
-    def __init__(self, size: int = RECENT_NOUCES):
+    def __init__(self, size: int = RECENT_NOUCES) -> None:
         self.size = size
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
@@ -125,14 +126,27 @@ class Answer:
     close: bool = False
 
 
+class PushTarget(Protocol):
+    """What the receiver and its worker use of the monitor (the monitor in monitor.py has all of it).
+
+    The counters invalidate the monitor's cached exposition themselves: nothing here has to.
+    """
+
+    def count_notification(self, outcome: str) -> None: ...
+    def count_processed(self, result: str) -> None: ...
+    def observe(self, client: DevLakeClient, pipeline_id: int) -> tuple[Observation, str | None]: ...
+    def count_pushed(self, sightings: list[tuple[Observation, str | None]]) -> list[FailureEvent] | None: ...
+    def explain(self, client: DevLakeClient) -> int: ...
+
+
 class NotificationReceiver:
     """Checks notifications in the HTTP threads and counts failures in one worker thread."""
 
-    def __init__(self, monitor, client: DevLakeClient, secret: str, *, queue_size: int = QUEUE_SIZE):
+    def __init__(self, monitor: PushTarget, client: DevLakeClient, secret: str, *,
+                 queue_size: int = QUEUE_SIZE) -> None:
         self.monitor, self.client, self.secret = monitor, client, secret
-        self.metrics = monitor.metrics
         self.recent = RecentNouces()
-        self._queue: queue.Queue = queue.Queue(queue_size)
+        self._queue: queue.Queue[Notification | None] = queue.Queue(queue_size)
         self._pending = 0
         self._idle = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -172,15 +186,15 @@ class NotificationReceiver:
                  status=note.status, project=note.project_name)
         return Answer(200, "accepted")
 
-    def _refuse(self, outcome: str, status: int, peer: str, reason: str, close: bool = False, **fields) -> Answer:
+    def _refuse(self, outcome: str, status: int, peer: str, reason: str, close: bool = False,
+                **fields: Any) -> Answer:
         self._outcome(outcome)
         level = log.info if outcome == "replay" else log.warning
         level("notification_rejected", outcome=outcome, reason=reason, status=status, peer=peer, **fields)
         return Answer(status, reason, close)
 
     def _outcome(self, outcome: str) -> None:
-        self.metrics.notifications.labels(outcome=outcome).inc()
-        self.monitor.changed()  # the next scrape renders again
+        self.monitor.count_notification(outcome)
 
     def _enqueue(self, note: Notification) -> bool:
         with self._idle:
@@ -252,16 +266,16 @@ class NotificationReceiver:
             return
         if counted:
             self.monitor.explain(self.client)  # their reasons, read with this worker's client (explain.py)
-        counted = {e.key for e in counted}
+        keys = {e.key for e in counted}
         for obs, project in sightings:
             if obs.status not in FAILURE_STATUSES or project is None:
                 self._result("ignored")  # rerun already queued, or the project was deleted
             else:
-                self._result("counted" if obs.finish_key in counted else "already_counted")
+                self._result("counted" if obs.finish_key in keys else "already_counted")
 
     def _fetch(self, pipeline_id: int) -> tuple[Observation, str | None] | None:
         try:
-            return self.monitor.fetcher.observe(self.client, pipeline_id)
+            return self.monitor.observe(self.client, pipeline_id)
         except (DevLakeError, MalformedAnswer) as exc:
             self._result("fetch_failed")
             log.warning("notification_fetch_failed", pipeline_id=pipeline_id, error=str(exc),
@@ -269,5 +283,4 @@ class NotificationReceiver:
             return None
 
     def _result(self, result: str) -> None:
-        self.metrics.notifications_processed.labels(result=result).inc()
-        self.monitor.changed()
+        self.monitor.count_processed(result)

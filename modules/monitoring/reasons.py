@@ -9,6 +9,7 @@ the text itself goes only to the log, masked and cut to MESSAGE_LIMIT.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from modules import statuses
@@ -81,7 +82,7 @@ class FailureDetail:
     connection_id: str = UNKNOWN
 
 
-def explain(tasks, *, interrupted: bool = False) -> FailureDetail:
+def explain(tasks: Iterable[object] | None, *, interrupted: bool = False) -> FailureDetail:
     """The failure of a pipeline from its `tasks` (the list of GET /pipelines/{id}/tasks, may be None).
 
     The failed task is the first TASK_FAILED one in plan order (row, col), else a
@@ -104,7 +105,7 @@ def explain(tasks, *, interrupted: bool = False) -> FailureDetail:
     )
 
 
-def _connection_id(options) -> str:
+def _connection_id(options: object) -> str:
     """`options.connectionId` of a plugin task (github, gitlab, jira...); gitextractor and the
     metric plugins have none. An id is a small positive integer, as in devlake_connection_up."""
     value = options.get("connectionId") if isinstance(options, dict) else None
@@ -117,11 +118,11 @@ def _plan_order(task: dict) -> tuple:
     return (_int(task.get("pipelineRow")), _int(task.get("pipelineCol")), _int(task.get("id")))
 
 
-def _int(value) -> int:
+def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _label(value) -> str:
+def _label(value: object) -> str:
     """Plugin and subtask names are short identifiers; anything else is not a label value."""
     text = str(value or "").strip()
     return text[:64] if text and re.fullmatch(r"[\w.-]+", text) else UNKNOWN

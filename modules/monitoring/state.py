@@ -13,6 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
@@ -216,7 +217,10 @@ class MonitorState:
         return state
 
 
-def _row(kind, header: list[str], row: list):
+_Row = TypeVar("_Row", FailureEvent, ProjectStats, InFlight, Unexplained)  # the saved row kinds
+
+
+def _row(kind: type[_Row], header: object, row: object) -> _Row:
     """One saved row as `kind`, matched by field name; a row missing a required field raises TypeError."""
     if not isinstance(header, list) or not isinstance(row, list) or len(header) != len(row):
         raise ValueError(f"{kind.__name__} row does not match its field header")

@@ -13,11 +13,11 @@ from dataclasses import fields
 from modules.monitoring.state import FailureEvent, InFlight, MonitorState, ProjectStats, Unexplained
 
 
-def _number(value) -> bool:
+def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _integer(value) -> bool:
+def _integer(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -29,7 +29,7 @@ _CHECKS = {
 }
 
 
-def _fits(annotation: str, value) -> bool | None:
+def _fits(annotation: str, value: object) -> bool | None:
     """Whether `value` fits `annotation` ("float", "str | None", ...); None: not an annotation we check."""
     parts = [p.strip() for p in annotation.split("|")]
     if "None" in parts and value is None:
@@ -40,7 +40,7 @@ def _fits(annotation: str, value) -> bool | None:
     return any(check(value) for check in known)
 
 
-def _row_problem(kind, row, where: str) -> str | None:
+def _row_problem(kind: type, row: object, where: str) -> str | None:
     for f in fields(kind):
         value = getattr(row, f.name)
         if _fits(str(f.type), value) is False:

@@ -1,8 +1,9 @@
 """The status page's model: which projects are not collecting, since when, and why. No HTML here.
 
-`snapshot(monitor)` reads the monitor's in-memory state under its lock (never
-DevLake) and returns a `StatusModel`; `classify` and `order_key` are the pure
-rules the page and /status.json share:
+`snapshot(source)` reads the monitor's in-memory state under its lock (never
+DevLake; `StatusSource` says what it reads) and returns a `StatusModel`, an
+immutable snapshot; `classify` and `order_key` are the pure rules the page and
+/status.json share:
 
 * failing: the newest finished pipeline failed (TASK_FAILED or TASK_PARTIAL),
   also while a rerun of it is queued or running;
@@ -24,11 +25,16 @@ order (scheduled after the trouble, before the healthy).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Protocol
 from urllib.parse import quote
 
-from config import without_password
+from config import Settings, without_password
 from modules import statuses
+from modules.monitoring.connections import ConnectionHealth
 from modules.monitoring.state import FAILURE_STATUSES, NO_PROJECT, MonitorState, ProjectStats
 
 STATES = ("failing", "stuck", "never", "stale", "scheduled", "healthy", "retired")
@@ -86,7 +92,7 @@ class StatusModel:
     connections: list[ConnectionRow] | None  # None: CONNECTION_CHECK_INTERVAL_SECONDS=0
     thresholds: Thresholds
     refresh_seconds: float
-    tz: object
+    tz: tzinfo
     rows: list[Row]
 
     @property
@@ -170,18 +176,43 @@ def build_rows(state: MonitorState, now: float, thresholds: Thresholds, ui_url: 
     return rows
 
 
-def snapshot(monitor) -> StatusModel:
-    """The model of `monitor` now: project rows under its lock, header facts beside them."""
-    settings = monitor.settings
-    now = monitor.clock().timestamp()
+class ConnectionSnapshots(Protocol):
+    def snapshot(self) -> list[ConnectionHealth]: ...
+
+
+class StatusSource(Protocol):
+    """What the status model reads of the monitor (the monitor in monitor.py has all of it); read-only here."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+    @property
+    def lock(self) -> AbstractContextManager[object]: ...  # held while `state` is read
+    @property
+    def state(self) -> MonitorState: ...
+    @property
+    def last_success(self) -> float | None: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def pending(self) -> dict[str, int]: ...
+    @property
+    def connections(self) -> ConnectionSnapshots: ...
+
+
+def snapshot(source: StatusSource) -> StatusModel:
+    """The model of the monitor now: project rows under its lock, header facts beside them."""
+    settings = source.settings
+    now = source.clock().timestamp()
     thresholds = Thresholds(settings.stuck_after_minutes * 60, settings.stale_after_hours * 3600)
-    with monitor.lock:
-        rows = build_rows(monitor.state, now, thresholds, settings.devlake_ui_url)
-        last_success, last_error = monitor.last_success, monitor.last_error
+    with source.lock:
+        rows = build_rows(source.state, now, thresholds, settings.devlake_ui_url)
+        last_success, last_error = source.last_success, source.last_error
     connections = None if settings.connection_check_interval_seconds <= 0 else [
         ConnectionRow(c.plugin, c.connection_id, c.name, c.up, c.checked_at, c.error, c.since)
-        for c in monitor.connections.snapshot()]
-    pending = None if last_success is None else monitor.pending
+        for c in source.connections.snapshot()]
+    pending = None if last_success is None else source.pending
     up = None if last_success is None and last_error is None else last_error is None
     return StatusModel(
         now=now, devlake_url=without_password(settings.devlake_url), ui_url=settings.devlake_ui_url, up=up,

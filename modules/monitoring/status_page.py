@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import datetime
+from datetime import datetime, tzinfo
 from html import escape
 
 from modules import statuses
 from modules.monitoring.status_assets import CSP, CSS, JS
-from modules.monitoring.status_model import STATES, TROUBLE, Row, StatusModel, snapshot
+from modules.monitoring.status_model import STATES, TROUBLE, Row, StatusModel
 
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 REASON_CHARS = 240  # the page shows this much of an error; /status.json has all of it
@@ -41,7 +41,7 @@ def age(seconds: float) -> str:
 class _Times:
     """Epoch seconds as text in TIMEZONE."""
 
-    def __init__(self, tz):
+    def __init__(self, tz: tzinfo) -> None:
         self.tz = tz
 
     def __call__(self, epoch: float | None) -> str:
@@ -228,15 +228,15 @@ def render_json(model: StatusModel) -> str:
 PATHS = {"/": ("text/html; charset=utf-8", render_html), "/status.json": ("application/json", render_json)}
 
 
-def respond(monitor, path: str, accept_encoding: str) -> tuple[bytes, str, bool]:
-    """(body, content type, gzipped) of `path` in PATHS, for the monitor's HTTP handler.
+def respond(model: StatusModel, path: str, accept_encoding: str) -> tuple[bytes, str, bool]:
+    """(body, content type, gzipped) of `path` in PATHS from `model`, for the monitor's HTTP handler.
 
     Rendered per request, not cached by poll generation like /metrics: the states
     depend on the clock too (a pipeline becomes stuck between two polls). At 5,000
     projects the page is ~1.5 MB of HTML and ~85 KB gzipped, so gzip when asked.
     """
     content_type, render = PATHS[path]
-    body = render(snapshot(monitor)).encode("utf-8")
+    body = render(model).encode("utf-8")
     if "gzip" in accept_encoding:
         return gzip.compress(body, compresslevel=1), content_type, True
     return body, content_type, False

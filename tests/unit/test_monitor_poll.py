@@ -255,6 +255,29 @@ def test_exposition_is_rendered_once_per_poll(tmp_path, clock, lake):
     assert monitor.exposition() is not first
 
 
+def test_a_pushed_failure_and_its_reason_show_in_the_next_exposition(tmp_path, clock, lake):
+    """Nothing outside the monitor invalidates its cached exposition: counting a push does."""
+    bp = lake.add_project("github/a")
+    monitor = make_monitor(tmp_path, clock)
+    monitor.poll_once()
+    assert b'devlake_project_failures_total{project_name="github/a"} 0.0' in monitor.exposition()
+    clock.advance(minutes=1)
+    pid = lake.add_pipeline(bp, "TASK_FAILED", finished_at=clock.now)
+    lake.tasks[pid] = [{"id": 1, "plugin": "github", "status": "TASK_FAILED", "message": "boom"}]
+    assert len(monitor.count_pushed([monitor.observe(monitor.client, pid)]) or []) == 1
+    assert b'devlake_project_failures_total{project_name="github/a"} 1.0' in monitor.exposition()
+    assert b'devlake_pipeline_failures_by_reason_total{plugin="github"' not in monitor.exposition()
+    assert monitor.explain(monitor.client) == 1
+    assert b'devlake_pipeline_failures_by_reason_total{plugin="github"' in monitor.exposition()
+
+
+def test_a_crash_of_the_connection_thread_shows_in_the_next_exposition(tmp_path, clock, lake):
+    monitor = make_monitor(tmp_path, clock)
+    assert b'devlake_monitor_poll_errors_total{reason="internal"} 0.0' in monitor.exposition()
+    monitor.connections.on_crash()  # what its thread calls after logging the crash
+    assert b'devlake_monitor_poll_errors_total{reason="internal"} 1.0' in monitor.exposition()
+
+
 def test_state_is_saved_only_when_something_changed(tmp_path, clock, lake):
     bp = lake.add_project("github/a")
     monitor = make_monitor(tmp_path, clock)

@@ -4,10 +4,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from modules.monitoring import notifications
-from modules.monitoring.metrics import SelfMetrics
 from modules.monitoring.notifications import (
     MAX_BODY_BYTES,
     NotificationReceiver,
@@ -17,6 +15,8 @@ from modules.monitoring.notifications import (
     signature_ok,
 )
 from sandbox.notifier import sign as sandbox_sign
+from tests.clock import Clock
+from tests.unit.test_monitor_poll import make_monitor
 
 BODY = (b'{"ProjectName":"github/a","PipelineID":7,"CreatedAt":"2025-08-08T06:50:00Z",'
         b'"UpdatedAt":"2025-08-08T07:00:00.123Z","BeganAt":"2025-08-08T06:50:01Z",'
@@ -88,19 +88,11 @@ def test_recent_nouces_is_a_bounded_lru():
 
 # -- the answers (HTTP-free) ------------------------------------------------------------------------
 
-class _Monitor:
-    def __init__(self):
-        self.registry = CollectorRegistry()
-        self.metrics = SelfMetrics(self.registry)
-        self.changes = 0
-
-    def changed(self):
-        self.changes += 1
-
-
 @pytest.fixture
-def receiver():
-    return NotificationReceiver(_Monitor(), client=None, secret=SECRET, queue_size=1)  # worker not started
+def receiver(tmp_path):
+    # a real monitor, never polled: the answers touch only its counters
+    return NotificationReceiver(make_monitor(tmp_path, Clock()), client=None, secret=SECRET,
+                                queue_size=1)  # worker not started
 
 
 def post(receiver, body=BODY, nouce=NOUCE, sign=None, length="auto"):
@@ -129,10 +121,14 @@ def test_answers_and_outcomes(receiver):
     assert post(receiver, nouce="6-AbCdEfGhIjKlMnOp").status == 503 and outcome(receiver, "dropped") == 1
 
 
-def test_every_answer_invalidates_the_cached_exposition(receiver):
+def test_every_answer_shows_in_the_next_exposition(receiver):
+    """The receiver never invalidates the monitor's cached exposition: counting an answer does."""
+    monitor = receiver.monitor
+    assert b'devlake_monitor_notifications_total{outcome="bad_signature"} 0.0' in monitor.exposition()
     post(receiver, sign="0" * 64)
+    assert b'devlake_monitor_notifications_total{outcome="bad_signature"} 1.0' in monitor.exposition()
     post(receiver)
-    assert receiver.monitor.changes == 2
+    assert b'devlake_monitor_notifications_total{outcome="accepted"} 1.0' in monitor.exposition()
 
 
 def test_oversized_body_is_refused_unread(receiver):

@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 import pytz
 
 from modules.monitoring.state import InFlight, MonitorState, ProjectStats
-from modules.monitoring.status_model import ConnectionRow, StatusModel, Thresholds, build_rows
+from modules.monitoring.status_model import ConnectionRow, StatusModel, Thresholds, build_rows, snapshot
 from modules.monitoring.status_page import HEADERS, HEALTHY_OPEN_MAX, age, render_html, render_json, respond
 from tests.unit.test_status_model import fake_monitor
 
@@ -160,11 +160,11 @@ def test_json_has_the_same_rows_and_full_values():
 
 
 def test_respond_gzips_when_asked():
-    monitor = fake_monitor(MonitorState())
-    body, content_type, gzipped = respond(monitor, "/", "gzip, deflate")
+    model = snapshot(fake_monitor(MonitorState()))
+    body, content_type, gzipped = respond(model, "/", "gzip, deflate")
     assert gzipped and content_type == "text/html; charset=utf-8"
     assert gzip.decompress(body).startswith(b"<!doctype html>")
-    body, content_type, gzipped = respond(monitor, "/status.json", "")
+    body, content_type, gzipped = respond(model, "/status.json", "")
     assert not gzipped and content_type == "application/json" and json.loads(body)["projects"] == []
 
 
