@@ -14,6 +14,7 @@ fields of a blueprint's cron with the same reading (`cron_fields`), so both agre
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 MONTHS = {name: i for i, name in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
@@ -38,6 +39,14 @@ class CronError(ValueError):
     """Why robfig/cron's standard parser would refuse the expression."""
 
 
+class FieldValues(NamedTuple):
+    """One cron field as robfig/cron reads it: its values, and its starBit (an item `*` or `?`
+    without a step above 1, parser.go getRange), which decides how the two day fields combine
+    (spec.go dayMatches)."""
+    values: frozenset[int]
+    star: bool
+
+
 def check_cron(spec: str) -> None:
     """Raise CronError unless DevLake's cron parser accepts `spec` (see the module's docstring)."""
     if spec.startswith(("TZ=", "CRON_TZ=")):
@@ -48,7 +57,7 @@ def check_cron(spec: str) -> None:
     cron_fields(spec)
 
 
-def cron_fields(spec: str) -> list[frozenset[int]]:
+def cron_fields(spec: str) -> list[FieldValues]:
     """The values of the five fields of `spec` (no prefix, no descriptor), as ParseStandard reads
     them: the one reading both BLUEPRINT_CRON's check and the monitor's next start use."""
     parts = spec.split()
@@ -57,21 +66,23 @@ def cron_fields(spec: str) -> list[frozenset[int]]:
     return [field_values(text, field) for text, field in zip(parts, FIELDS, strict=True)]
 
 
-def field_values(text: str, field: Field) -> frozenset[int]:
+def field_values(text: str, field: Field) -> FieldValues:
     """The values one cron field stands for (`field` one of FIELDS), as robfig/cron v3's parser.go
     getField reads it; CronError naming the field when that parser refuses it."""
     name, low, high, names = field
     values: set[int] = set()
+    star = False
     try:
         for expr in (e for e in text.split(",") if e):  # Go's FieldsFunc skips empty items
-            start, end, step = _range(expr, low, high, names)
-            values.update(range(start, end + 1, step))
+            span, span_star = _range(expr, low, high, names)
+            values.update(span)
+            star = star or span_star
     except CronError as exc:
         raise CronError(f"{name} field {text!r}: {exc}") from None
-    return frozenset(values)
+    return FieldValues(frozenset(values), star)
 
 
-def _range(expr: str, low: int, high: int, names: dict[str, int] | None) -> tuple[int, int, int]:
+def _range(expr: str, low: int, high: int, names: dict[str, int] | None) -> tuple[range, bool]:
     # robfig/cron v3 parser.go getRange, step by step
     range_and_step = expr.split("/")
     low_and_high = range_and_step[0].split("-")
@@ -100,7 +111,7 @@ def _range(expr: str, low: int, high: int, names: dict[str, int] | None) -> tupl
         raise CronError(f"the range {start}-{end} runs backwards")
     if step == 0:
         raise CronError(f"the step in {expr!r} must be positive")
-    return start, end, step
+    return range(start, end + 1, step), low_and_high[0] in ("*", "?") and step == 1
 
 
 def _int_or_name(text: str, names: dict[str, int] | None) -> int:

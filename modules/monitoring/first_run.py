@@ -33,12 +33,12 @@ def next_run(cron: str, after: datetime) -> datetime | None:
             return None
     spec = DESCRIPTORS.get(spec.strip(), spec)
     try:
-        minutes, hours, doms, months, dows = cron_fields(spec)
+        fields = cron_fields(spec)
     except CronError:
         return None
-    fields = spec.split()
-    # dayMatches in robfig spec.go: a `*` in either day field means both must match.
-    either = not (fields[2].startswith(("*", "?")) or fields[4].startswith(("*", "?")))
+    minutes, hours, doms, months, dows = (f.values for f in fields)
+    # dayMatches in robfig spec.go: a `*` in either day field (not `*/2`) means both must match.
+    either = not (fields[2].star or fields[4].star)
     local = after.astimezone(zone).replace(second=0, microsecond=0, tzinfo=None) + timedelta(minutes=1)
     for offset in range(SEARCH_DAYS):
         day = (local + timedelta(days=offset)).date()

@@ -61,7 +61,13 @@ def test_go_durations(text, ns):
     ("1,15,,31", 2, {1, 15, 31}), ("JAN-mar/2", 3, {1, 3}), ("sun,6", 4, {0, 6}), ("mon-fri", 4, {1, 2, 3, 4, 5}),
 ])
 def test_field_values_expands_what_it_accepts(text, field, values):
-    assert field_values(text, FIELDS[field]) == values
+    assert field_values(text, FIELDS[field]).values == values
+
+
+@pytest.mark.parametrize(("text", "star"), [("*", True), ("?", True), ("*/1", True), ("1,*", True), ("*-5", True),
+                                             ("*/2", False), ("1-31", False), ("1/1", False)])
+def test_field_values_marks_robfigs_star_bit(text, star):
+    assert field_values(text, FIELDS[2]).star is star
 
 
 def test_field_values_refuses_sunday_as_seven():

@@ -19,6 +19,8 @@ T = datetime(2026, 12, 3, 10, 15, 30, tzinfo=UTC)  # a Thursday
     ("0 0 * * MON", datetime(2026, 12, 7, 0, 0, tzinfo=UTC)),
     ("0 0 1 * *", datetime(2027, 1, 1, 0, 0, tzinfo=UTC)),
     ("0 0 13 * 5", datetime(2026, 12, 4, 0, 0, tzinfo=UTC)),     # both day fields set: either matches
+    ("0 0 */2 * 5", datetime(2026, 12, 4, 0, 0, tzinfo=UTC)),    # a stepped `*` is no star: either matches
+    ("0 0 4,* * 1", datetime(2026, 12, 7, 0, 0, tzinfo=UTC)),    # a `*` in a list is: both must match
     ("@daily", datetime(2026, 12, 4, 0, 0, tzinfo=UTC)),
     ("0 0 29 2 *", datetime(2028, 2, 29, 0, 0, tzinfo=UTC)),
     ("1-10/3 * * * *", datetime(2026, 12, 3, 11, 1, tzinfo=UTC)),  # 1, 4, 7, 10 past each hour
