@@ -8,17 +8,20 @@ fields (minute 0-59, hour 0-23, day of month 1-31, month 1-12 or jan-dec, day of
 `/step` (`N/step` meaning N to the field's maximum), names in any case; or a descriptor
 (`@yearly`, `@annually`, `@monthly`, `@weekly`, `@daily`, `@midnight`, `@hourly`,
 `@every <Go duration>`). The parser's `CRON_TZ=` prefix is refused here: our crons are
-written in DEVLAKE_TIMEZONE (docs/configuration.md).
+written in DEVLAKE_TIMEZONE (docs/configuration.md). The monitor's first_run.py expands the
+fields of a blueprint's cron with the same reading (`cron_fields`), so both agree on what is valid.
 """
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 MONTHS = {name: i for i, name in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
 DAYS = {name: i for i, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
-FIELDS = (("minute", 0, 59, None), ("hour", 0, 23, None), ("day of month", 1, 31, None),
-          ("month", 1, 12, MONTHS), ("day of week", 0, 6, DAYS))
+Field = tuple[str, int, int, dict[str, int] | None]  # name, minimum, maximum, names (robfig spec.go bounds)
+FIELDS: tuple[Field, ...] = (("minute", 0, 59, None), ("hour", 0, 23, None), ("day of month", 1, 31, None),
+                           ("month", 1, 12, MONTHS), ("day of week", 0, 6, DAYS))
 # robfig/cron's descriptors and the five fields each stands for (parser.go parseDescriptor);
 # `@every` has no fixed minute and is handled apart.
 DESCRIPTORS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
@@ -36,6 +39,14 @@ class CronError(ValueError):
     """Why robfig/cron's standard parser would refuse the expression."""
 
 
+class FieldValues(NamedTuple):
+    """One cron field as robfig/cron reads it: its values, and its starBit (an item `*` or `?`
+    without a step above 1, parser.go getRange), which decides how the two day fields combine
+    (spec.go dayMatches)."""
+    values: frozenset[int]
+    star: bool
+
+
 def check_cron(spec: str) -> None:
     """Raise CronError unless DevLake's cron parser accepts `spec` (see the module's docstring)."""
     if spec.startswith(("TZ=", "CRON_TZ=")):
@@ -43,18 +54,35 @@ def check_cron(spec: str) -> None:
     if spec.startswith("@"):
         _check_descriptor(spec)
         return
+    cron_fields(spec)
+
+
+def cron_fields(spec: str) -> list[FieldValues]:
+    """The values of the five fields of `spec` (no prefix, no descriptor), as ParseStandard reads
+    them: the one reading both BLUEPRINT_CRON's check and the monitor's next start use."""
     parts = spec.split()
     if len(parts) != 5:
         raise CronError(f"expected exactly 5 fields, found {len(parts)}")
-    for text, (name, low, high, names) in zip(parts, FIELDS, strict=True):
-        try:
-            for expr in (e for e in text.split(",") if e):  # Go's FieldsFunc skips empty items
-                _check_range(expr, low, high, names)
-        except CronError as exc:
-            raise CronError(f"{name} field {text!r}: {exc}") from None
+    return [field_values(text, field) for text, field in zip(parts, FIELDS, strict=True)]
 
 
-def _check_range(expr: str, low: int, high: int, names: dict[str, int] | None) -> None:
+def field_values(text: str, field: Field) -> FieldValues:
+    """The values one cron field stands for (`field` one of FIELDS), as robfig/cron v3's parser.go
+    getField reads it; CronError naming the field when that parser refuses it."""
+    name, low, high, names = field
+    values: set[int] = set()
+    star = False
+    try:
+        for expr in (e for e in text.split(",") if e):  # Go's FieldsFunc skips empty items
+            span, span_star = _range(expr, low, high, names)
+            values.update(span)
+            star = star or span_star
+    except CronError as exc:
+        raise CronError(f"{name} field {text!r}: {exc}") from None
+    return FieldValues(frozenset(values), star)
+
+
+def _range(expr: str, low: int, high: int, names: dict[str, int] | None) -> tuple[range, bool]:
     # robfig/cron v3 parser.go getRange, step by step
     range_and_step = expr.split("/")
     low_and_high = range_and_step[0].split("-")
@@ -83,6 +111,7 @@ def _check_range(expr: str, low: int, high: int, names: dict[str, int] | None) -
         raise CronError(f"the range {start}-{end} runs backwards")
     if step == 0:
         raise CronError(f"the step in {expr!r} must be positive")
+    return range(start, end + 1, step), low_and_high[0] in ("*", "?") and step == 1
 
 
 def _int_or_name(text: str, names: dict[str, int] | None) -> int:

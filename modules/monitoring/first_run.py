@@ -14,38 +14,16 @@ from typing import cast
 import pytz
 
 from modules.projects import MANAGED_LABEL
-from utils.cron import DAYS, DESCRIPTORS, MONTHS
+from utils.cron import DESCRIPTORS, CronError, cron_fields
 from utils.datetime import parse_devlake_time
 
 SEARCH_DAYS = 4 * 366 + 1  # "0 0 29 2 *" fires once in four years; never means "not scheduled"
-BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))  # minute hour dom month dow (7 = Sunday too)
-
-
-def _value(text: str, names: dict[str, int]) -> int:
-    return names[text.lower()] if text.lower() in names else int(text)
-
-
-def _field(text: str, low: int, high: int, names: dict[str, int]) -> set[int]:
-    """One cron field's values (robfig parser.go getRange): `*`, `?`, n, a-b, with /step; lists."""
-    values: set[int] = set()
-    for item in text.split(","):
-        span, _, step_text = item.partition("/")
-        step = int(step_text) if step_text else 1
-        if span in ("*", "?"):
-            start, end = low, high
-        else:
-            first, _, last = span.partition("-")
-            start = _value(first, names)
-            end = _value(last, names) if last else (high if step_text else start)
-        if not low <= start <= end <= high or step < 1:
-            raise ValueError(f"cron field {text!r} out of range")
-        values.update(range(start, end + 1, step))
-    return values
 
 
 def next_run(cron: str, after: datetime) -> datetime | None:
     """The first minute strictly after `after` at which `cron` fires (aware, UTC); None when
-    `cron` is not a schedule this module reads (`manual`, `@every`, a typo)."""
+    `cron` is not a schedule this module reads (`manual`, `@every`) or one DevLake's parser refuses
+    (a typo, day of week 7: utils/cron.py)."""
     spec, zone = cron.strip(), cast(pytz.BaseTzInfo, pytz.utc)
     if spec.startswith(("CRON_TZ=", "TZ=")):  # robfig accepts a zone prefix (parser.go Parse)
         prefix, _, spec = spec.partition(" ")
@@ -53,18 +31,14 @@ def next_run(cron: str, after: datetime) -> datetime | None:
             zone = pytz.timezone(prefix.split("=", 1)[1])
         except pytz.UnknownTimeZoneError:
             return None
-    fields = DESCRIPTORS.get(spec.strip(), spec).split()
-    if len(fields) != 5:
-        return None
+    spec = DESCRIPTORS.get(spec.strip(), spec)
     try:
-        minutes, hours, doms, months, dows = (
-            _field(f, low, high, MONTHS if i == 3 else DAYS if i == 4 else {})
-            for i, (f, (low, high)) in enumerate(zip(fields, BOUNDS, strict=True)))
-    except (ValueError, KeyError):
+        fields = cron_fields(spec)
+    except CronError:
         return None
-    dows = {d % 7 for d in dows}
-    # dayMatches in robfig spec.go: a `*` in either day field means both must match.
-    either = not (fields[2].startswith(("*", "?")) or fields[4].startswith(("*", "?")))
+    minutes, hours, doms, months, dows = (f.values for f in fields)
+    # dayMatches in robfig spec.go: a `*` in either day field (not `*/2`) means both must match.
+    either = not (fields[2].star or fields[4].star)
     local = after.astimezone(zone).replace(second=0, microsecond=0, tzinfo=None) + timedelta(minutes=1)
     for offset in range(SEARCH_DAYS):
         day = (local + timedelta(days=offset)).date()

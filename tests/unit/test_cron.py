@@ -2,7 +2,7 @@
 import pytest
 
 from config import ConfigError, load_settings
-from utils.cron import CronError, check_cron, go_duration_ns
+from utils.cron import FIELDS, CronError, check_cron, field_values, go_duration_ns
 
 ACCEPTED = [
     "0 2 * * *", "*/15 * * * *", "0,30 8-18/2 * * 1-5", "5/10 * * * *", "? * * * ?",
@@ -54,3 +54,22 @@ def test_manual_stays_manual():
                                       ("1.s", 10**9), (".5s", 5 * 10**8), ("1us", 1000), ("1µs", 1000), ("0", 0)])
 def test_go_durations(text, ns):
     assert go_duration_ns(text) == ns
+
+
+@pytest.mark.parametrize(("text", "field", "values"), [
+    ("1-10/3", 0, {1, 4, 7, 10}), ("50/5", 0, {50, 55}), ("*/6", 1, {0, 6, 12, 18}), ("?", 1, set(range(24))),
+    ("1,15,,31", 2, {1, 15, 31}), ("JAN-mar/2", 3, {1, 3}), ("sun,6", 4, {0, 6}), ("mon-fri", 4, {1, 2, 3, 4, 5}),
+])
+def test_field_values_expands_what_it_accepts(text, field, values):
+    assert field_values(text, FIELDS[field]).values == values
+
+
+@pytest.mark.parametrize(("text", "star"), [("*", True), ("?", True), ("*/1", True), ("1,*", True), ("*-5", True),
+                                             ("*/2", False), ("1-31", False), ("1/1", False)])
+def test_field_values_marks_robfigs_star_bit(text, star):
+    assert field_values(text, FIELDS[2]).star is star
+
+
+def test_field_values_refuses_sunday_as_seven():
+    with pytest.raises(CronError, match="day of week field '7': 7 is above the maximum 6"):
+        field_values("7", FIELDS[4])
