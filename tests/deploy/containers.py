@@ -14,12 +14,15 @@ Run as root (podman's rootful mode). Usage from the tests: `engine = Engine.setu
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +48,28 @@ events_logger = "file"
 
 class EngineUnavailable(RuntimeError):
     """podman cannot run containers on this machine (not root, not installed, or broken)."""
+
+
+@contextmanager
+def machine_lock(wait_seconds: float = 1200) -> Iterator[None]:
+    """One container test at a time on this machine: they share container names and the compose
+    project, so a second run's `down -v` would tear down the first one's stack (seen here: two
+    worktrees' suites at once). A second run waits for the first instead."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    with open(WORK / "lock", "w") as handle:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise EngineUnavailable(f"another container test held {WORK / 'lock'} for {wait_seconds:.0f}s") from None
+                time.sleep(1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def run(*args: str, check: bool = True, timeout: float = 600, env: dict | None = None,

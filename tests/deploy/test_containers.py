@@ -21,6 +21,7 @@ from tests.deploy.containers import (
     Engine,
     EngineUnavailable,
     alertmanager_config_for_test,
+    machine_lock,
     run,
 )
 from tests.deploy.deploy_support import in_ci
@@ -70,7 +71,13 @@ TIMES: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
-def engine():
+def one_at_a_time():
+    with machine_lock():
+        yield
+
+
+@pytest.fixture(scope="module")
+def engine(one_at_a_time):
     started = time.monotonic()
     try:
         engine = Engine.setup()
