@@ -394,9 +394,9 @@ class Settings:
         values = [getattr(self, name) for name, var in declared(Settings) if var.secret]
         return tuple(s for s in (*values, password) if s)
 
-    def redacted(self) -> dict:
+    def redacted(self) -> dict[str, object]:
         """The effective configuration for the startup log line, secrets masked."""
-        out = {}
+        out: dict[str, object] = {}
         for name, var in declared(Settings):
             value = getattr(self, name)
             if var.secret:
@@ -415,16 +415,15 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build Settings from an environment mapping, or raise ConfigError naming every problem."""
     problems: list[str] = []
     values = read_fields(Settings, environ, problems)
-    problems.extend(_conflicts(values))
+    problems.extend(_conflicts(values["api_key"], values["devlake_url"]))
     if problems:
         raise ConfigError(problems)
     return Settings(**values)
 
 
-def _conflicts(values: dict) -> list[str]:
-    """Problems of settings that are each valid but not together."""
-    url = values["devlake_url"]
-    if values["api_key"] and url and urlsplit(url).username is not None:
+def _conflicts(api_key: str | None, url: str | None) -> list[str]:
+    """Problems of settings that are each valid but not together (None: unset, or invalid and reported)."""
+    if api_key and url and urlsplit(url).username is not None:
         # requests would send the URL's user info as basic auth, replacing the Bearer header:
         # every call 401, with a hint blaming the key (issue 21). One credential, stated.
         return ["DEVLAKE_API_KEY and user info in DEVLAKE_URL (user:password@) cannot go together: "
