@@ -13,13 +13,14 @@ import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import urlsplit
 
 import pytz
 
 from modules.plugins import PLUGIN_NAMES
 from utils.cron import CronError, check_cron
 from utils.env_values import REQUIRED, Invalid, Number, Parser, declared, help_lines, read_fields, setting
+from utils.urls import parse_ui_url, parse_url, shown_in_message, without_password
 from utils.webconfig import WebConfig, WebConfigError, load_web_config
 
 # Plugins the daily daemon manages by default: every entry of the plugin table
@@ -92,57 +93,6 @@ def _hhmm(minute: int) -> str:
 
 def _split_csv(value: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in value.split(",") if p.strip())
-
-
-def _shown(url: str) -> str:
-    """A URL as an error message may show it: no password, no query or fragment (tokens hide there)."""
-    try:
-        parts = urlsplit(without_password(url))
-    except ValueError:
-        return "<unparsable URL>"
-    hidden = "?…" if parts.query or parts.fragment else ""
-    return parts._replace(query="", fragment="").geturl() + hidden
-
-
-def without_password(url: str) -> str:
-    """The URL with the password of its user info (http://user:password@host) replaced by ***.
-
-    requests sends such a URL's user info as basic auth (config-ui behind nginx's
-    basic auth); the URL itself is logged at start and shown on the status page.
-    """
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
-
-
-def _url_parts(value: str) -> SplitResult:
-    """`value` split, refused unless it is an http(s) URL with a host and a valid port."""
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 -- raises ValueError for a port that is no number or past 65535
-    except ValueError as exc:  # e.g. "http://[::1": "Invalid IPv6 URL"
-        raise Invalid(f" is not a valid URL ({exc}): expected an http:// or https:// URL") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Invalid(f"={_shown(value)!r} is not valid: expected an http:// or https:// URL")
-    return parts
-
-
-def _parse_url(value: str) -> str:
-    parts = _url_parts(value)
-    if parts.query or parts.fragment:
-        raise Invalid(f"={_shown(value)!r} is not valid: it must not have a query or fragment")
-    return value.rstrip("/")
-
-
-def _parse_ui_url(value: str) -> str:
-    parts = _url_parts(value)
-    if parts.query or parts.fragment:
-        raise Invalid(f"={_shown(value)!r} is not valid: expected an http:// or https:// URL without query")
-    if parts.password is not None:  # it becomes a link on the status page, for every viewer to read
-        raise Invalid(f"={_shown(value)!r} is not valid: it must not contain a password")
-    return value.rstrip("/")
 
 
 def _parse_plugins(value: str) -> tuple[str, ...]:
@@ -247,9 +197,9 @@ class Settings:
     """
 
     devlake_url: str = setting(
-        "DEVLAKE_URL", REQUIRED, Parser(_parse_url, "an http:// or https:// URL without query"),
+        "DEVLAKE_URL", REQUIRED, Parser(parse_url, "an http:// or https:// URL without query"),
         "the DevLake backend (http://devlake:8080) or config-ui API (http://devlake-ui:4000/api)",
-        used_by=BOTH, show_value=_shown)
+        used_by=BOTH, show_value=shown_in_message)
     api_key: str | None = setting(
         "DEVLAKE_API_KEY", None, Parser(str, "a DevLake API key"),
         "sent as a Bearer token; requests then go under /rest", used_by=BOTH, secret=True)
@@ -368,8 +318,8 @@ class Settings:
         "STATUS_REFRESH_SECONDS", 60.0, Number(float, 5, 3600, "seconds", zero="never"),
         "the status page reloads itself this often", used_by=M)
     devlake_ui_url: str | None = setting(  # config-ui's base URL, for a link per project
-        "DEVLAKE_UI_URL", None, Parser(_parse_ui_url, "an http:// or https:// URL without query or password"),
-        "config-ui's URL, e.g. http://devlake-ui:4000: a link per project", used_by=M, show_value=_shown)
+        "DEVLAKE_UI_URL", None, Parser(parse_ui_url, "an http:// or https:// URL without query or password"),
+        "config-ui's URL, e.g. http://devlake-ui:4000: a link per project", used_by=M, show_value=shown_in_message)
     # TLS and basic auth on METRICS_PORT (exporter-toolkit format); None = plain HTTP, open.
     web_config: WebConfig | None = setting(
         "WEB_CONFIG_FILE", None, Parser(_parse_web_config, "a web config file (Prometheus exporter-toolkit format)"),
@@ -394,9 +344,9 @@ class Settings:
         values = [getattr(self, name) for name, var in declared(Settings) if var.secret]
         return tuple(s for s in (*values, password) if s)
 
-    def redacted(self) -> dict:
+    def redacted(self) -> dict[str, object]:
         """The effective configuration for the startup log line, secrets masked."""
-        out = {}
+        out: dict[str, object] = {}
         for name, var in declared(Settings):
             value = getattr(self, name)
             if var.secret:
@@ -415,16 +365,15 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build Settings from an environment mapping, or raise ConfigError naming every problem."""
     problems: list[str] = []
     values = read_fields(Settings, environ, problems)
-    problems.extend(_conflicts(values))
+    problems.extend(_conflicts(values["api_key"], values["devlake_url"]))
     if problems:
         raise ConfigError(problems)
     return Settings(**values)
 
 
-def _conflicts(values: dict) -> list[str]:
-    """Problems of settings that are each valid but not together."""
-    url = values["devlake_url"]
-    if values["api_key"] and url and urlsplit(url).username is not None:
+def _conflicts(api_key: str | None, url: str | None) -> list[str]:
+    """Problems of settings that are each valid but not together (None: unset, or invalid and reported)."""
+    if api_key and url and urlsplit(url).username is not None:
         # requests would send the URL's user info as basic auth, replacing the Bearer header:
         # every call 401, with a hint blaming the key (issue 21). One credential, stated.
         return ["DEVLAKE_API_KEY and user info in DEVLAKE_URL (user:password@) cannot go together: "

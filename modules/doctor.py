@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from config import Settings, without_password
+from config import Settings
 from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeNotFound, enc
 from modules.monitoring.connections import check_connection
 from modules.operator_hints import unusable_hint
 from modules.plugins import plugin_of
 from modules.reachability import quick_probe
+from utils.urls import without_password
 
 
 @dataclass

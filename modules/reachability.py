@@ -18,9 +18,10 @@ import requests
 from urllib3.exceptions import NameResolutionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
-from config import Settings, without_password
+from config import Settings
 from modules.api import DevLakeClient, DevLakeError, DevLakeNotFound, DevLakeUnavailable
 from modules.client import build_client
+from utils.urls import without_password
 
 PROBE_RETRIES = 1
 # gin's answer to an unknown route: no NoRoute handler is registered (`backend/server/api/router.go`,

@@ -18,8 +18,8 @@ class RerunLedger:
     def __init__(self, state_dir: Path, log: Any) -> None:
         self.path = Path(state_dir) / RERUN_STATE_FILE
         try:
-            self.counts: dict[str, int] = dict(read_json(self.path, {}))
-        except (CorruptStateFile, TypeError, ValueError) as exc:
+            self.counts: dict[str, int] = _counts(read_json(self.path, {}))
+        except (CorruptStateFile, ValueError) as exc:
             log.warning("rerun_state_unreadable", error=str(exc))
             self.counts = {}
 
@@ -35,3 +35,14 @@ class RerunLedger:
 
     def save(self) -> None:
         atomic_write_json(self.path, self.counts)
+
+
+def _counts(data: object) -> dict[str, int]:
+    """The file's {pipeline id: reruns}; ValueError for any other shape (a hand-edited or foreign
+    file), which every run would otherwise trip over: a count that is no number at planning, a key
+    that is no id in `keep_only`."""
+    if not isinstance(data, dict) or not all(
+            isinstance(k, str) and k.isascii() and k.isdigit() and type(v) is int and v >= 0
+            for k, v in data.items()):
+        raise ValueError(f"{RERUN_STATE_FILE} is not a mapping of pipeline id to rerun count")
+    return dict(data)

@@ -11,7 +11,7 @@ from pathlib import Path
 import schedule
 import structlog
 
-from config import Settings, without_password
+from config import Settings
 from modules import last_run
 from modules.api import DevLakeClient, DevLakeError
 from modules.changes import Outcome
@@ -21,6 +21,7 @@ from modules.operator_hints import unusable_hint
 from modules.orchestrator import RunReport, run_cycle
 from modules.projects import time_after_target
 from modules.reachability import Unreachable, diagnose, quick_probe
+from utils.urls import without_password
 
 LAST_RUN_FILE = last_run.FILE
 HEARTBEAT_FILE = "automation_heartbeat"

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self
 from urllib.parse import urljoin, urlsplit
 
 import requests
 import structlog
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import ConnectionPool
 from urllib3.exceptions import MaxRetryError, ResponseError
+from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 from utils.deadline import Deadlines, pool_classes
@@ -42,12 +46,12 @@ class DevLakeSession(requests.Session):
     """requests.Session that refuses redirects requests would strip our Authorization header from,
     and whose attempts can be given a total deadline (`deadlines`, utils/deadline.py)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.deadlines = Deadlines()
         self.retry_window = RetryWindow()
 
-    def get_redirect_target(self, resp):
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
         target = super().get_redirect_target(resp)
         if target:
             new = urljoin(resp.url, f"{urlsplit(resp.url).scheme}:{target}" if target.startswith("//") else target)
@@ -84,17 +88,23 @@ class _InjectableSleepRetry(Retry):
     sleep_function: Callable[[float], None] = staticmethod(time.sleep)
     window: RetryWindow = RetryWindow()
 
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+    def increment(self, method: str | None = None, url: str | None = None,
+                  response: BaseHTTPResponse | None = None, error: Exception | None = None,
+                  _pool: ConnectionPool | None = None, _stacktrace: TracebackType | None = None,
+                  ) -> Self:
         new = super().increment(method, url, response, error, _pool, _stacktrace)
         wait, allowed = new.planned_wait(response), self.window.allowance()
         if wait > allowed:
             log.warning("devlake_retry_not_waited", wait_seconds=round(wait, 1),
-                        allowed_seconds=round(max(0, allowed), 1), status=getattr(response, "status", None))
-            raise MaxRetryError(_pool, url, error or ResponseError(
+                        allowed_seconds=round(max(0, allowed), 1),
+                        status=response.status if response is not None else None)
+            # urllib3 always passes its pool here (connectionpool.py, poolmanager.py); its own
+            # Retry.increment raises with the same Optional pool and the same ignore.
+            raise MaxRetryError(_pool, url, error or ResponseError(  # type: ignore[arg-type]
                 f"a retry wait of {wait:g} s is more than the {max(0.0, allowed):g} s allowed"))
         return new
 
-    def planned_wait(self, response=None) -> float:
+    def planned_wait(self, response: BaseHTTPResponse | None = None) -> float:
         """What `sleep(response)` will wait: Retry-After if the answer has one, else the backoff."""
         retry_after = self.get_retry_after(response) if response is not None else None
         return retry_after if retry_after else self.get_backoff_time()
@@ -104,14 +114,14 @@ class _InjectableSleepRetry(Retry):
             return bool(self.total)
         return super().is_retry(method, status_code, has_retry_after)
 
-    def sleep_for_retry(self, response=None):
+    def sleep_for_retry(self, response: BaseHTTPResponse | None = None) -> bool:
         retry_after = self.get_retry_after(response) if response is not None else None
         if retry_after:
             self.sleep_function(retry_after)  # within the window: increment() refused longer ones
             return True
         return False
 
-    def _sleep_backoff(self):
+    def _sleep_backoff(self) -> None:
         backoff = self.get_backoff_time()
         if backoff > 0:
             self.sleep_function(backoff)
@@ -142,12 +152,13 @@ def make_retry(retries: int, backoff_seconds: float,
 class _WatchedAdapter(HTTPAdapter):
     """HTTPAdapter whose connections start attempts on the session's `Deadlines`."""
 
-    def __init__(self, deadlines: Deadlines, **kwargs):
+    def __init__(self, deadlines: Deadlines, *, max_retries: Retry, pool_size: int) -> None:
         self.deadlines = deadlines
-        super().__init__(**kwargs)
+        super().__init__(max_retries=max_retries, pool_connections=pool_size, pool_maxsize=pool_size)
 
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        # Any: urllib3's PoolManager options, passed through untouched (as requests' own stub says)
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
         self.poolmanager.pool_classes_by_scheme = pool_classes(self.deadlines)
 
 
@@ -157,7 +168,7 @@ def make_session(*, api_key: str | None, retries: int, backoff_seconds: float,
     session = DevLakeSession()
     adapter = _WatchedAdapter(session.deadlines,
                               max_retries=make_retry(retries, backoff_seconds, sleep, session.retry_window),
-                              pool_connections=pool_size, pool_maxsize=pool_size)
+                              pool_size=pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})

@@ -9,10 +9,12 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import datetime, tzinfo
+from typing import Any, TextIO
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 from utils.redact import mask_authorization
 
@@ -24,13 +26,14 @@ SECRET_KEYS = {"token", "authorization", "api_key", "apikey", "password", "secre
 class SecretRedactor:
     """Masks secret-named fields and any occurrence of known secret values."""
 
-    def __init__(self, secrets: Iterable[str | None] = ()):
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         self.secrets = [s for s in secrets if s]
 
-    def __call__(self, _logger, _method, event_dict):
+    def __call__(self, _logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
         return {k: self._clean(k, v) for k, v in event_dict.items()}
 
-    def _clean(self, key, value):
+    def _clean(self, key: object, value: object) -> object:
+        """`value` with secrets masked; `key` is its field name, a nested dict's key, or None in a list."""
         if isinstance(key, str) and key.lower().replace("-", "_") in SECRET_KEYS and value:
             return REDACTED
         if isinstance(value, str):
@@ -51,8 +54,11 @@ class SecretRedactor:
 _RAW_IN_JSON = re.compile("[\x7f-\x9f\u2028\u2029]")
 
 
-def dumps_escaped(obj, **kwargs) -> str:
-    """json.dumps, readable UTF-8 kept, with every control and line-separator character escaped."""
+def dumps_escaped(obj: object, **kwargs: Any) -> str:
+    """json.dumps, readable UTF-8 kept, with every control and line-separator character escaped.
+
+    `kwargs` are json.dumps's own (structlog's JSONRenderer passes `default`), handed on as they are.
+    """
     text = json.dumps(obj, ensure_ascii=False, **kwargs)
     return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
@@ -60,17 +66,17 @@ def dumps_escaped(obj, **kwargs) -> str:
 class LocalTimeStamper:
     """ISO 8601 timestamps in the operator's time zone (e.g. +07:00)."""
 
-    def __init__(self, tz, clock=None):
+    def __init__(self, tz: tzinfo, clock: Callable[[], datetime] | None = None) -> None:
         self.tz = tz
         self.clock = clock or (lambda: datetime.now(tz))
 
-    def __call__(self, _logger, _method, event_dict):
+    def __call__(self, _logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
         event_dict["timestamp"] = self.clock().astimezone(self.tz).isoformat(timespec="milliseconds")
         return event_dict
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json", tz=None,
-                      secrets: Iterable[str | None] = (), stream=None) -> None:
+def configure_logging(level: str = "INFO", fmt: str = "json", tz: tzinfo | None = None,
+                      secrets: Iterable[str | None] = (), stream: TextIO | None = None) -> None:
     """Configure structlog once, from an entry point."""
     import pytz
     # ensure_ascii=False: project names in Vietnamese, CJK or Cyrillic stay readable in `docker logs`.

@@ -5,10 +5,17 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, NoReturn, TypeAlias
+
+# What a state file holds, so a datetime, a set or a Path handed in by mistake is a type error,
+# not a TypeError at save time. Mapping and Sequence rather than dict and list because those are
+# invariant (a dict[str, int] is no dict[str, JSON]); json.dumps itself takes only dicts, lists and tuples.
+JSON: TypeAlias = Mapping[str, "JSON"] | Sequence["JSON"] | str | int | float | bool | None
 
 
-def atomic_write_json(path: Path, data) -> None:
+def atomic_write_json(path: Path, data: JSON) -> None:
     """Write via a temp file in the same directory, fsync, then rename: never a torn file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -47,13 +54,16 @@ class CorruptStateFile(Exception):
         super().__init__(f"{path} was unreadable ({reason}); moved to {moved_to}")
 
 
-def _no_constant(name: str):
+def _no_constant(name: str) -> NoReturn:
     """NaN and Infinity are not JSON (RFC 8259); Python's parser accepts them unless told not to."""
     raise ValueError(f"{name} is not a JSON number")
 
 
-def read_json(path: Path, default):
+def read_json(path: Path, default: object) -> Any:
     """Read a state file; a missing file gives `default`.
+
+    Any, as json.load's: what a file holds is known only once its reader has checked its shape
+    (modules/monitoring/state_types.py, modules/rerun_ledger.py), which each reader does.
 
     A corrupt one is renamed to `<name>.corrupt-<epoch>` and CorruptStateFile is
     raised, so the caller can warn and go on with fresh state.

@@ -29,6 +29,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import bcrypt
 import yaml
@@ -84,13 +85,20 @@ class TLSConfig:
         return ctx
 
 
+class WebConfigSummary(TypedDict):
+    file: str
+    tls: bool
+    client_auth_type: str | None
+    basic_auth_users: int
+
+
 @dataclass(frozen=True)
 class WebConfig:
     path: Path
     tls: TLSConfig | None = None
     users: Mapping[str, bytes] = field(default_factory=dict, repr=False)  # user -> bcrypt hash
 
-    def summary(self) -> dict:
+    def summary(self) -> WebConfigSummary:
         """What the startup log shows: no hashes, no file contents."""
         return {"file": str(self.path), "tls": self.tls is not None,
                 "client_auth_type": self.tls.client_auth_type if self.tls else None,
@@ -134,7 +142,7 @@ def _read_small_file(path: Path) -> str:
     return data.decode("utf-8")
 
 
-def _tls(section, base: Path, problems: list[str]) -> TLSConfig | None:
+def _tls(section: object, base: Path, problems: list[str]) -> TLSConfig | None:
     if section is None:
         return None
     if not isinstance(section, dict):
@@ -185,13 +193,13 @@ def _tls(section, base: Path, problems: list[str]) -> TLSConfig | None:
     return config
 
 
-def _users(section, problems: list[str]) -> dict[str, bytes]:
+def _users(section: object, problems: list[str]) -> dict[str, bytes]:
     if section is None:
         return {}
     if not isinstance(section, dict):
         problems.append("basic_auth_users must be a mapping of user name to bcrypt hash")
         return {}
-    users = {}
+    users: dict[str, bytes] = {}
     for user, hashed in section.items():
         user = str(user)
         if not user or ":" in user:

@@ -32,10 +32,11 @@ from datetime import datetime, tzinfo
 from typing import Protocol
 from urllib.parse import quote
 
-from config import Settings, without_password
+from config import Settings
 from modules import statuses
 from modules.monitoring.connections import ConnectionHealth
 from modules.monitoring.state import FAILURE_STATUSES, NO_PROJECT, MonitorState, ProjectStats
+from utils.urls import without_password
 
 STATES = ("failing", "stuck", "never", "stale", "scheduled", "healthy", "retired")
 TROUBLE = STATES[:4]

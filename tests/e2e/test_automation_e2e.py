@@ -1,6 +1,7 @@
 """End-to-end: the real automation run against the in-process fake DevLake over real HTTP."""
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from modules.changes import CreateProject, CreateScopeConfig, Outcome, PutScopes
 from modules.client import build_client
 from modules.cron_slots import cron_label, cron_minute_of_day
 from modules.projects import MANAGED_LABEL
+from modules.rerun_ledger import RERUN_STATE_FILE
 from modules.runner import run_once
 from sandbox.fake_devlake import FakeDevLake
 
@@ -177,6 +179,18 @@ def test_failed_pipeline_is_rerun_at_most_max_reruns_times(fake, world, tmp_path
     fake.reset_log()
     run(fake, tmp_path, PLUGINS="jira")
     assert not [r for r in fake.requests if r.path.endswith("/rerun")]
+
+
+@pytest.mark.parametrize("ledger", ['{"x": 1}', '{"FAILED": "once"}', '{"FAILED": null}', '{"²": 1}', '["ab"]'])
+def test_a_rerun_ledger_of_another_shape_is_started_afresh(fake, world, tmp_path, ledger):
+    """A hand-edited or foreign automation_reruns.json is valid JSON but no {pipeline id: count}: it used to
+    stop every run, at planning (a count that is no number) or after applying (a key that is no id)."""
+    bp = fake.add_project("flaky", labels=[MANAGED_LABEL], time_after=TARGET_UTC)
+    failed = fake.add_pipeline(bp, "TASK_FAILED", finished_at=NOW)
+    (tmp_path / RERUN_STATE_FILE).write_text(ledger.replace("FAILED", str(failed)))
+    code, _ = run(fake, tmp_path, PLUGINS="jira")
+    assert code == 0 and [r.path for r in fake.requests if r.path.endswith("/rerun")] == [f"/pipelines/{failed}/rerun"]
+    assert json.loads((tmp_path / RERUN_STATE_FILE).read_text()) == {str(failed): 1}
 
 
 def test_a_locked_pipeline_table_is_retried_then_deferred_not_failed(fake, world, tmp_path):
