@@ -7,7 +7,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeAlias
+from typing import NoReturn, TypeAlias
 
 # What a state file holds, so a datetime, a set or a Path handed in by mistake is a type error,
 # not a TypeError at save time. Mapping and Sequence rather than dict and list because those are
@@ -59,11 +59,9 @@ def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def read_json(path: Path, default: object) -> Any:
-    """Read a state file; a missing file gives `default`.
-
-    Any, as json.load's: what a file holds is known only once its reader has checked its shape
-    (modules/monitoring/state_types.py, modules/rerun_ledger.py), which each reader does.
+def read_json(path: Path, default: object) -> object:
+    """Read a state file; a missing file gives `default`. Its shape is the reader's to check
+    (modules/monitoring/state.py, modules/rerun_ledger.py).
 
     A corrupt one is renamed to `<name>.corrupt-<epoch>` and CorruptStateFile is
     raised, so the caller can warn and go on with fresh state.

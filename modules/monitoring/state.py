@@ -160,7 +160,7 @@ class MonitorState:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> MonitorState:
+    def from_dict(cls, data: object) -> MonitorState:
         """Rebuild from `to_dict()` output; raises ValueError/TypeError/KeyError on a bad shape.
 
         Rows are read by their saved field names: a field this version added gets
