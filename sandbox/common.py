@@ -215,10 +215,20 @@ def _field_values(field: str, low: int, high: int, names: dict) -> set[int]:
     return values
 
 
+def _star(field: str) -> bool:
+    """robfig/cron's starBit (parser.go getRange): some item is `*` or `?` with no step above 1."""
+    for item in field.split(","):
+        rng, _, step_text = item.partition("/")
+        if rng in ("*", "?") and (not step_text or int(step_text) <= 1):
+            return True
+    return False
+
+
 def cron_matches(expr: str, at: datetime) -> bool:
     """Does robfig/cron fire `expr` in the minute `at` (read in UTC, as DevLake's scheduler does,
     backend/server/services/init.go)? Day of month and day of week: if either is `*`, both must
-    match; if both are restricted, either may (the cron library's `dayMatches`). `@every` and
+    match; if both are restricted, either may (the cron library's spec.go `dayMatches`, where a
+    field is `*` when it carries the starBit: `*/1` and `1,*` do, `*/2` does not). `@every` and
     `TZ=` specs are not simulated (False)."""
     spec = _DESCRIPTOR_SPECS.get(expr.strip(), expr.strip())
     fields = spec.split()
@@ -230,7 +240,7 @@ def cron_matches(expr: str, at: datetime) -> bool:
     if at.minute not in minute or at.hour not in hour or at.month not in month:
         return False
     dom_ok, dow_ok = at.day in dom, (at.isoweekday() % 7) in dow
-    if fields[2] in ("*", "?") or fields[4] in ("*", "?"):
+    if _star(fields[2]) or _star(fields[4]):
         return dom_ok and dow_ok
     return dom_ok or dow_ok
 

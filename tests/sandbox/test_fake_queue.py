@@ -89,6 +89,11 @@ def test_fire_crons_starts_matching_blueprints_once(fake, http, boards):
     ("*/15 * * * *", datetime(2026, 1, 5, 9, 45, tzinfo=UTC), True),
     ("0 0 1 * 1", datetime(2026, 1, 5, 0, 0, tzinfo=UTC), True),   # a Monday: dom OR dow
     ("0 0 1 * *", datetime(2026, 1, 5, 0, 0, tzinfo=UTC), False),
+    # robfig's starBit, not the field's text: `1,*` and `*/1` are `*` (both days must match),
+    # `*/2` is restricted (either may)
+    ("0 0 1,* * 2", datetime(2026, 1, 5, 0, 0, tzinfo=UTC), False),
+    ("0 0 */1 * 2", datetime(2026, 1, 5, 0, 0, tzinfo=UTC), False),
+    ("0 0 */2 * 2", datetime(2026, 1, 5, 0, 0, tzinfo=UTC), True),
     ("@daily", datetime(2026, 1, 5, 0, 0, tzinfo=UTC), True),
     ("@every 1h", datetime(2026, 1, 5, 0, 0, tzinfo=UTC), False),
 ])
