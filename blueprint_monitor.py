@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"cannot listen on {settings.metrics_addr}:{settings.metrics_port}: {exc}", file=sys.stderr)
         return ExitCode.UNUSABLE
     if receiver is not None:
-        receiver.start()
+        monitor.watch("notification", receiver.start().thread)
     try:
         return serve(monitor, server, stop, settings.poll_interval_seconds)
     finally:

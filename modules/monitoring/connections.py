@@ -165,6 +165,11 @@ class ConnectionChecker:
         elif new.up is None:
             log.warning("connection_check_failed", **fields, error=new.error)
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The checking thread once started; None when checks are off (interval 0)."""
+        return self._thread
+
     def start(self, stop: threading.Event) -> ConnectionChecker:
         """Check now and then every `interval` seconds in a daemon thread, until `stop` is set."""
         if self.interval <= 0:

@@ -92,7 +92,8 @@ class Monitor:
         self._generation_lock = threading.Lock()  # not self.lock: bumping never waits for a scrape
         self.poll_started: float | None = None  # while a poll runs: when it started
         self._overrun_shown = False
-        self.poller: threading.Thread | None = None  # the poll thread, in daemon mode (serve)
+        # The daemon's long-lived threads by job (serve, blueprint_monitor.py): /livez fails if one ends.
+        self.workers: dict[str, threading.Thread] = {}
 
     def poll_once(self) -> bool:
         """One poll: fetch, apply, save. Returns False (and counts the reason) if DevLake failed us."""
@@ -311,14 +312,20 @@ class Monitor:
                 self._overrun_shown = overrun
                 self.metrics.overrun.set(1 if overrun else 0)
 
+    def watch(self, job: str, thread: threading.Thread | None) -> None:
+        """/livez fails once `thread` (started, long-lived) ends; None: that job does not run."""
+        if thread is not None:
+            self.workers[job] = thread
+
     def liveness(self) -> tuple[int, dict]:
         """(HTTP status, body) for /livez: 200 while the poll loop makes progress, DevLake up or not.
 
         Kubernetes restarts a pod whose liveness fails; restarting the monitor does not
         bring DevLake back, so unlike /healthz this never looks at poll results.
         """
-        if self.poller is not None and not self.poller.is_alive():
-            return 503, {"status": "dead", "reason": "the poll thread has ended"}
+        for job, thread in self.workers.items():
+            if not thread.is_alive():
+                return 503, {"status": "dead", "reason": f"the {job} thread has ended"}
         age = self.clock().timestamp() - self.last_progress
         if age > self.settings.poll_interval_seconds + LIVENESS_BUDGET_SECONDS:
             return 503, {"status": "wedged", "reason": f"no poll started or ended for {age:.0f}s"}
@@ -378,9 +385,9 @@ def serve(monitor: Monitor, server: Stoppable, stop: threading.Event, interval: 
           grace_seconds: float = 8.0) -> int:
     """Daemon mode: poll in a worker thread; on `stop`, let the poll finish, save, shut the server down."""
     worker = threading.Thread(target=run_forever, args=(monitor, stop, interval), name="poller", daemon=True)
-    monitor.poller = worker  # /livez fails if it ever ends
     worker.start()
-    monitor.connections.start(stop)
+    monitor.watch("poll", worker)
+    monitor.watch("connection-check", monitor.connections.start(stop).thread)
     while not stop.wait(1.0):
         pass
     log.info("monitor_stopping")

@@ -212,6 +212,11 @@ class NotificationReceiver:
         self._thread.start()
         return self
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The worker thread while started."""
+        return self._thread
+
     def stop(self, timeout: float = 5.0) -> None:
         """Finish what is queued (up to `timeout`); what is left is the next start's poll's."""
         if self._thread is not None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from structlog.testing import capture_logs
 
 from modules.monitoring.connections import ConnectionChecker
-from modules.monitoring.monitor import run_forever
+from modules.monitoring.monitor import run_forever, serve
 
 # clock and lake are that module's fixtures
 from tests.unit.test_monitor_poll import clock, lake, make_monitor, value  # noqa: F401
@@ -31,14 +32,35 @@ def test_the_poll_loop_survives_an_exception_outside_the_poll(tmp_path, clock, l
     assert [e["event"] for e in logs].count("poll_loop_error") == 1
 
 
-def test_livez_fails_when_the_poll_thread_has_ended(tmp_path, clock, lake):  # noqa: F811
+@pytest.mark.parametrize("job", ["poll", "connection-check", "notification"])
+def test_livez_fails_when_a_worker_thread_has_ended(tmp_path, clock, lake, job):  # noqa: F811
     monitor = make_monitor(tmp_path, clock)
+    running, ended = threading.Event(), threading.Thread(target=lambda: None)
+    alive = threading.Thread(target=running.wait, daemon=True)
+    alive.start()
+    for name in ("poll", "connection-check", "notification"):
+        monitor.watch(name, alive)
+    monitor.watch("nothing", None)  # a job that is off (checks at interval 0): never watched
     assert monitor.liveness()[0] == 200
-    monitor.poller = threading.Thread(target=lambda: None)
-    monitor.poller.start()
-    monitor.poller.join()
+    ended.start()
+    ended.join()
+    monitor.watch(job, ended)
     status, body = monitor.liveness()
-    assert status == 503 and body["status"] == "dead"
+    running.set()
+    assert status == 503 and body == {"status": "dead", "reason": f"the {job} thread has ended"}
+
+
+@pytest.mark.parametrize("interval, watched", [("600", {"poll", "connection-check"}), ("0", {"poll"})])
+def test_serve_watches_the_poll_and_connection_threads(tmp_path, clock, lake, interval, watched):  # noqa: F811
+    monitor = make_monitor(tmp_path, clock, CONNECTION_CHECK_INTERVAL_SECONDS=interval)
+    stop = threading.Event()
+    stop.set()  # serve returns at once: what it started is what /livez watches
+
+    class Server:
+        def stop(self) -> None:
+            pass
+    serve(monitor, Server(), stop, interval=3600, grace_seconds=0.1)
+    assert set(monitor.workers) == watched
 
 
 def test_the_connection_thread_survives_and_counts_a_crash():
