@@ -10,6 +10,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import structlog
 from requests.adapters import HTTPAdapter
+from urllib3 import PoolManager
 from urllib3.connectionpool import ConnectionPool
 from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.response import BaseHTTPResponse
@@ -160,6 +161,14 @@ class _WatchedAdapter(HTTPAdapter):
         # Any: urllib3's PoolManager options, passed through untouched (as requests' own stub says)
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
         self.poolmanager.pool_classes_by_scheme = pool_classes(self.deadlines)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> PoolManager:
+        """Through HTTP(S)_PROXY too: the proxy's connections are watched like direct ones. A SOCKS
+        proxy's pools bring their own connection classes and keep only urllib3's timeouts."""
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = pool_classes(self.deadlines)
+        return manager
 
 
 def make_session(*, api_key: str | None, retries: int, backoff_seconds: float,

@@ -280,3 +280,23 @@ def test_retry_waits_stay_within_the_window():
             client.ping()
     assert caught.value.status == 429
     assert sleeps == [25, 25] and server.calls == 3
+
+
+def test_a_header_drip_through_an_http_proxy_fails_at_the_total_timeout(monkeypatch):
+    """HTTP_PROXY: the proxy's connection is watched like a direct one (a proxy that drips, or
+    relays a DevLake that does, would otherwise hold the request for as long as it drips)."""
+    from modules.api import DevLakeUnavailable
+    raw = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"y" * 20) for i in range(20)) + b"\r\n"
+    with HostileServer(lambda *_: (None, {}, (raw[i:i + 1] for i in range(len(raw)))), pause=0.05) as proxy:
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        from config import load_settings
+        settings = load_settings({"DEVLAKE_URL": "http://devlake.invalid:8080", "DEVLAKE_HTTP_RETRIES": "0",
+                                  "DEVLAKE_RETRY_BACKOFF_SECONDS": "0", "DEVLAKE_TIMEOUT_SECONDS": "0.5"})
+        started = time.monotonic()
+        with pytest.raises(DevLakeUnavailable, match="no complete answer within the timeout of 0.5 s"):
+            build_client(settings).ping()
+        elapsed = time.monotonic() - started
+    assert proxy.calls == 1  # the request went through the proxy
+    assert elapsed < 2.0  # the drip alone takes 30 s
