@@ -213,12 +213,17 @@ def test_an_echoed_authorization_header_is_masked_in_the_error():
     assert "Authorization: ***" in caught.value.message
 
 
+def header_drip(*_):
+    """A status line and 20 headers, one byte per chunk (HostileServer sleeps between chunks)."""
+    raw = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"y" * 20) for i in range(20)) + b"\r\n"
+    return None, {}, (raw[i:i + 1] for i in range(len(raw)))
+
+
 def test_a_header_drip_fails_at_the_total_timeout():
     """Issue 21: 1 byte per 50 ms of status line and headers; each byte comes well within the read
     timeout, so only a total deadline per attempt ends it."""
     from modules.api import DevLakeUnavailable
-    raw = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"y" * 20) for i in range(20)) + b"\r\n"
-    with HostileServer(lambda *_: (None, {}, (raw[i:i + 1] for i in range(len(raw)))), pause=0.05) as server:
+    with HostileServer(header_drip, pause=0.05) as server:
         from config import load_settings
         settings = load_settings({"DEVLAKE_URL": server.url, "DEVLAKE_HTTP_RETRIES": "1",
                                   "DEVLAKE_RETRY_BACKOFF_SECONDS": "0", "DEVLAKE_TIMEOUT_SECONDS": "0.5"})
@@ -286,8 +291,7 @@ def test_a_header_drip_through_an_http_proxy_fails_at_the_total_timeout(monkeypa
     """HTTP_PROXY: the proxy's connection is watched like a direct one (a proxy that drips, or
     relays a DevLake that does, would otherwise hold the request for as long as it drips)."""
     from modules.api import DevLakeUnavailable
-    raw = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"y" * 20) for i in range(20)) + b"\r\n"
-    with HostileServer(lambda *_: (None, {}, (raw[i:i + 1] for i in range(len(raw)))), pause=0.05) as proxy:
+    with HostileServer(header_drip, pause=0.05) as proxy:
         for name in ("NO_PROXY", "no_proxy"):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
