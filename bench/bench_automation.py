@@ -37,23 +37,11 @@ from modules.client import build_client  # noqa: E402
 from modules.cron_slots import cron_minute_of_day  # noqa: E402
 from modules.runner import run_once  # noqa: E402
 from sandbox.fake_devlake import FakeDevLake  # noqa: E402
+from sandbox.sample import SCALE_SPLIT, add_scale  # noqa: E402
 from utils.logging import configure_logging  # noqa: E402
 
-SPLIT = {"github": 0.4, "gitlab": 0.3, "jira": 0.2, "jenkins": 0.1}
 NEW_WINDOW = "20:00-08:00"  # the window change of run 3 (from the default 22:00-06:00)
 ADDED = 100                 # run 4: this many new repositories on top
-
-
-def populate(fake: FakeDevLake, total: int) -> None:
-    for plugin, share in SPLIT.items():
-        cid = fake.add_connection(plugin, f"{plugin}-bench")
-        count = int(total * share)
-        groups = max(1, count // 250) if plugin in ("github", "gitlab", "jenkins") else 0
-        for g in range(groups):
-            fake.add_remote_group(plugin, cid, f"group{g}", f"group{g}")
-        for i in range(count):
-            parent = f"group{i % groups}" if groups else None
-            fake.add_remote_scope(plugin, cid, f"repo-{i}", parent_id=parent)
 
 
 def fake_process(conn, latency: float) -> None:
@@ -67,7 +55,7 @@ def fake_process(conn, latency: float) -> None:
                 conn.send(None)
                 return
             if command == "populate":
-                populate(fake, args["total"])
+                add_scale(fake, args["total"])
                 conn.send(None)
             elif command == "reset_log":
                 fake.reset_log()
@@ -117,7 +105,7 @@ def main() -> int:
         fake("populate", total=args.repos)
         settings = load_settings({
             "DEVLAKE_URL": fake.url, "STATE_DIR": tempfile.mkdtemp(prefix="bench-state-"),
-            "PLUGINS": ",".join(SPLIT), "DEVLAKE_MAX_CONCURRENCY": str(args.concurrency),
+            "PLUGINS": ",".join(SCALE_SPLIT), "DEVLAKE_MAX_CONCURRENCY": str(args.concurrency),
             "DEVLAKE_RETRY_BACKOFF_SECONDS": "0"})
         print(f"repositories={args.repos} latency_ms={args.latency_ms} concurrency={args.concurrency}")
         first = measure(fake, settings, "first (creates everything)")

@@ -2,7 +2,7 @@
 """The first day at 2,000 repositories, as an operator sees it: how many lines each command prints.
 
 Starts the fake DevLake (in this process, no latency) with 2,000 repositories over 4 plugins
-(bench_automation.populate) and runs `manage_projects.py` as a subprocess, from this tree or from
+(sandbox/sample.py add_scale) and runs `manage_projects.py` as a subprocess, from this tree or from
 `--tree` (another checkout, for a before/after), counting what it prints:
   --once --dry-run           stdout lines (the plan), and the stderr log lines
   --once --dry-run --full    stdout lines (every change)            [if the tree has it]
@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_automation import populate  # noqa: E402
 from sandbox.fake_devlake import FakeDevLake  # noqa: E402
+from sandbox.sample import add_scale  # noqa: E402
 
 
 def run(tree: Path, url: str, state: str, *args: str) -> tuple[subprocess.CompletedProcess, float]:
@@ -45,7 +45,7 @@ def main() -> None:
     help_text = subprocess.run([sys.executable, "manage_projects.py", "--help"], cwd=args.tree,
                                capture_output=True, text=True).stdout
     with FakeDevLake() as fake, tempfile.TemporaryDirectory() as state:
-        populate(fake, args.repos)
+        add_scale(fake, args.repos)
         proc, seconds = run(args.tree, fake.url, state, "--once", "--dry-run")
         print(f"--once --dry-run: exit {proc.returncode}, {len(proc.stdout.splitlines())} lines on stdout, "
               f"{len(proc.stderr.splitlines())} log lines, {seconds:.1f} s")

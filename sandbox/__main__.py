@@ -9,7 +9,7 @@ import threading
 
 from .autorun import AutoRunner
 from .fake_devlake import FakeDevLake
-from .sample import load_sample_data
+from .sample import add_scale, load_sample_data
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -23,13 +23,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-parallel", type=int, default=0,
                         help="like DevLake's PIPELINE_MAX_PARALLEL: pipelines running at once, 0 = no limit "
                              "(default 0: every queued pipeline finishes after --auto-run-seconds)")
-    return parser.parse_args(argv)
+    parser.add_argument("--scale", type=int, default=0, metavar="N",
+                        help="N more repositories (40%% GitHub, 30%% GitLab, 20%% Jira, 10%% Jenkins) in one "
+                             "more connection per plugin, to try the daemons at the size of a real "
+                             "installation (default 0)")
+    args = parser.parse_args(argv)
+    if args.scale < 0:
+        parser.error("--scale must be 0 or more")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     fake = FakeDevLake(latency=args.latency, api_key=args.api_key)
     load_sample_data(fake)
+    add_scale(fake, args.scale)
     fake.max_parallel = args.max_parallel
     try:
         url = fake.start(args.host, args.port)
@@ -41,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     auth = " (API key required on /rest/...)" if args.api_key else ""
-    print(f"fake DevLake serving sample data at {url}{auth}", flush=True)
+    scale = f" and {args.scale} more repositories" if args.scale else ""
+    print(f"fake DevLake serving sample data{scale} at {url}{auth}", flush=True)
     while not stop.wait(1.0):
         pass
     if runner:

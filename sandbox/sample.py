@@ -13,12 +13,28 @@ GITHUB_ORGS = {
                   "notebooks"],
 }
 HAND_MADE_PROJECT = "team-alpha-dashboard"
+# add_scale: how many of the repositories each plugin gets (the benchmarks' and --scale's mix)
+SCALE_SPLIT = {"github": 0.4, "gitlab": 0.3, "jira": 0.2, "jenkins": 0.1}
 
 
 def load_sample_data(fake: FakeDevLake) -> None:
     """Populate `fake` with connections, remote scopes and one hand-created project."""
     for loader in (_github, _gitlab, _jira, _jenkins, _bitbucket, _azure, _circleci, _bamboo):
         loader(fake)
+
+
+def add_scale(fake: FakeDevLake, total: int) -> None:
+    """`total` more remote scopes in one new connection per plugin of SCALE_SPLIT (`<plugin>-bench`),
+    250 to a group where the plugin has groups: an installation of the size our users run."""
+    for plugin, share in SCALE_SPLIT.items():
+        cid = fake.add_connection(plugin, f"{plugin}-bench")
+        count = int(total * share)
+        groups = max(1, count // 250) if plugin in ("github", "gitlab", "jenkins") else 0
+        for g in range(groups):
+            fake.add_remote_group(plugin, cid, f"group{g}", f"group{g}")
+        for i in range(count):
+            parent = f"group{i % groups}" if groups else None
+            fake.add_remote_scope(plugin, cid, f"repo-{i}", parent_id=parent)
 
 
 def _github(fake: FakeDevLake) -> None:

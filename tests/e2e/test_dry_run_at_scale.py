@@ -7,8 +7,8 @@ import pytest
 import structlog
 
 import manage_projects
-from bench.bench_automation import populate
 from sandbox.fake_devlake import FakeDevLake
+from sandbox.sample import add_scale
 
 REPOS = 2000
 MAX_SUMMARY_LINES = 1 + 6 + 6 * (1 + 20 + 1)  # header, totals, six kinds of at most 20 lines and "… and N more"
@@ -23,7 +23,7 @@ def reset_structlog():
 @pytest.fixture(scope="module")
 def world():
     with FakeDevLake() as fake:
-        populate(fake, REPOS)
+        add_scale(fake, REPOS)
         yield fake
 
 

@@ -308,3 +308,12 @@ def test_framework_endpoints(http):
     assert (ping.status_code, ping.content) == (200, b"")
     assert http.get("/version").json() == {"version": "v1.0.3-fake"}
     assert http.get("/ready").json()["message"] == "ready"
+
+
+def test_the_sandbox_cli_adds_repositories_at_scale_and_refuses_a_negative_count(capsys):
+    from sandbox.__main__ import parse_args
+    assert parse_args([]).scale == 0
+    assert parse_args(["--scale", "2000"]).scale == 2000
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["--scale", "-1"])
+    assert exited.value.code == 2 and "--scale must be 0 or more" in capsys.readouterr().err
