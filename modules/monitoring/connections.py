@@ -25,7 +25,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from modules.api import DevLakeClient, DevLakeError, DevLakeNotFound, DevLakeUnavailable
+from modules.api import DevLakeAuthError, DevLakeClient, DevLakeError, DevLakeNotFound, DevLakeUnavailable
 from modules.monitoring.reasons import mask
 
 log = structlog.get_logger("monitor")
@@ -126,11 +126,16 @@ class ConnectionChecker:
 
     def check_once(self) -> list[ConnectionHealth]:
         """List the connections of each plugin and test each; returns the new snapshot."""
-        for plugin in self.plugins:
+        for n, plugin in enumerate(self.plugins):
             try:
                 connections = self.client.list_connections(plugin)
             except DevLakeNotFound:
                 continue  # plugin not installed in this DevLake (`docs/devlake-api.md` §2)
+            except (DevLakeAuthError, DevLakeUnavailable) as exc:
+                # DevLake-wide (our key refused, DevLake down): every other plugin would fail the same
+                # way after its own retries, so this round ends with one line; the last verdicts stay.
+                log.warning("connection_check_failed", plugins=list(self.plugins[n:]), error=mask(str(exc), 300))
+                break
             except DevLakeError as exc:
                 log.warning("connection_check_failed", plugin=plugin, error=mask(str(exc), 300))
                 continue  # keep the last verdicts: DevLake, not the connections, failed

@@ -102,6 +102,24 @@ def test_connection_health_from_devlakes_own_check(monitor_fake, monitor_clock, 
     assert monitor_fake.mutating_count() == 3 * 2  # the test route only: it changes nothing in DevLake
 
 
+def test_a_refused_api_key_ends_the_connection_round_in_one_line_and_keeps_the_verdicts(
+        monitor_fake, monitor_factory):
+    cid = monitor_fake.add_connection("github", "github-main")
+    monitor = monitor_factory(PLUGINS="github,gitlab,jira,circleci", DEVLAKE_API_KEY="right-key-0123")
+    monitor_fake.api_key = "right-key-0123"
+    monitor.connections.check_once()
+    monitor_fake.api_key = "rotated-key-4567"  # the monitor's key no longer works
+    monitor_fake.reset_log()
+    with capture_logs() as logs:
+        monitor.connections.check_once()
+    (failed,) = [e for e in logs if e["event"] == "connection_check_failed"]
+    assert failed["plugins"] == ["github", "gitlab", "jira", "circleci"]
+    assert monitor_fake.count() == 1  # the other plugins' listings would be refused the same way
+    (health,) = monitor.connections.snapshot()
+    assert (health.plugin, health.connection_id, health.up) == ("github", cid, True)  # DevLake, not it, failed
+    assert "right-key" not in str(logs) and "rotated-key" not in str(logs)
+
+
 def test_a_revoked_github_token_shows_as_down(monitor_fake, monitor_factory, monitor_server):
     # GitHub answers 200 with success:false for a bad access token (`docs/devlake-api.md` §9.6)
     cid = monitor_fake.add_connection("github", "github-main", token="ghp_revokedtoken123")
