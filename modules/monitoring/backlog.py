@@ -39,7 +39,7 @@ class Backlog:
         oldest = min((entry.since for entry in in_flight.values()), default=None)
         self.oldest_pending_age = None if oldest is None else max(0.0, now - oldest)
 
-    def observe(self, durations: list[tuple[str, float]]) -> None:
+    def record_durations(self, durations: list[tuple[str, float]]) -> None:
         for status, seconds in durations:
             self.durations.labels(status=status).observe(seconds)
 

@@ -27,7 +27,7 @@ log = structlog.get_logger("monitor")
 
 
 @dataclass(frozen=True)
-class Answer:
+class TaskReading:
     """What reading one failure's tasks gave: a detail, or the error that prevented it."""
 
     key: str
@@ -40,7 +40,7 @@ def pending(state: MonitorState, limit: int = MAX_PER_ROUND) -> list[tuple[str, 
     return sorted(state.unexplained.items(), key=lambda kv: (kv[1].finished_epoch, kv[1].pipeline_id))[:limit]
 
 
-def read(client: DevLakeClient, todo: list[tuple[str, Unexplained]]) -> list[Answer]:
+def read(client: DevLakeClient, todo: list[tuple[str, Unexplained]]) -> list[TaskReading]:
     """Read the tasks of each failure; stops early when DevLake is unreachable (nothing is charged then)."""
     answers = []
     for key, item in todo:
@@ -49,13 +49,13 @@ def read(client: DevLakeClient, todo: list[tuple[str, Unexplained]]) -> list[Ans
         except DevLakeUnavailable:
             break  # DevLake went away: the next round asks again, attempts unchanged
         except DevLakeError as exc:  # 4xx/5xx or not the documented shape: charged, tried again later
-            answers.append(Answer(key, None, mask(str(exc), 200)))
+            answers.append(TaskReading(key, None, mask(str(exc), 200)))
             continue
-        answers.append(Answer(key, explain(tasks, interrupted=item.interrupted)))
+        answers.append(TaskReading(key, explain(tasks, interrupted=item.interrupted)))
     return answers
 
 
-def apply_answers(state: MonitorState, answers: list[Answer]) -> list[tuple[Unexplained, FailureDetail]]:
+def apply_answers(state: MonitorState, answers: list[TaskReading]) -> list[tuple[Unexplained, FailureDetail]]:
     """Apply read answers (pure, under the monitor's lock); returns the failures explained now.
 
     A failure whose read failed MAX_ATTEMPTS times is explained as `other`

@@ -72,7 +72,7 @@ class Fetcher:
         self._resolve_blueprints(batch.observations)
         return batch
 
-    def observe(self, client: DevLakeClient, pipeline_id: int) -> tuple[Observation, str | None]:
+    def read_pipeline(self, client: DevLakeClient, pipeline_id: int) -> tuple[Observation, str | None]:
         """One pipeline and its project, for the notification worker.
 
         The worker passes its own client (the poller's counts its calls per poll) but

@@ -26,7 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYP
 
 from modules.monitoring import status_page
 from modules.monitoring.notifications import PATH as NOTIFICATIONS_PATH
-from modules.monitoring.notifications import Answer
+from modules.monitoring.notifications import Reply
 from modules.monitoring.status_model import StatusModel
 from utils.webconfig import BasicAuth, WebConfig
 
@@ -68,7 +68,7 @@ class Served(Protocol):
 class Receiver(Protocol):
     """What the HTTP server hands a POST /notifications to (notifications.NotificationReceiver)."""
 
-    def handle(self, length: str | None, read: Callable[[int], bytes], query: str, peer: str) -> Answer: ...
+    def handle(self, length: str | None, read: Callable[[int], bytes], query: str, peer: str) -> Reply: ...
 
 
 class MetricsServer:

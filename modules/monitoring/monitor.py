@@ -150,13 +150,13 @@ class Monitor:
                         counted += pushed.failures if pushed else []
                         durations += pushed.durations if pushed else []
                 self.save()
-            self.backlog.observe(durations)
+            self.backlog.record_durations(durations)
             self._counted(counted, "push", self.clock().timestamp())
         return counted
 
-    def observe(self, client: DevLakeClient, pipeline_id: int) -> tuple[Observation, str | None]:
+    def read_pipeline(self, client: DevLakeClient, pipeline_id: int) -> tuple[Observation, str | None]:
         """One pipeline read with `client` as the poller reads it, and its project (fetch.py)."""
-        return self.fetcher.observe(client, pipeline_id)
+        return self.fetcher.read_pipeline(client, pipeline_id)
 
     def count_notification(self, outcome: str) -> None:
         """One notification received, by outcome (metrics.NOTIFICATION_OUTCOMES)."""
@@ -238,7 +238,7 @@ class Monitor:
                                   tz=self.settings.timezone)
             self.save()
             self.backlog.update(batch.pending, self.state.in_flight, now)
-        self.backlog.observe(summary.durations)
+        self.backlog.record_durations(summary.durations)
         if refresh:
             self._last_refresh = now
         return summary

@@ -118,7 +118,7 @@ class RecentNouces:
 
 
 @dataclass(frozen=True)
-class Answer:
+class Reply:
     """The HTTP answer; `close` when the body was not (fully) read."""
 
     status: int
@@ -134,7 +134,7 @@ class PushTarget(Protocol):
 
     def count_notification(self, outcome: str) -> None: ...
     def count_processed(self, result: str) -> None: ...
-    def observe(self, client: DevLakeClient, pipeline_id: int) -> tuple[Observation, str | None]: ...
+    def read_pipeline(self, client: DevLakeClient, pipeline_id: int) -> tuple[Observation, str | None]: ...
     def count_pushed(self, sightings: list[tuple[Observation, str | None]]) -> list[FailureEvent] | None: ...
     def explain(self, client: DevLakeClient) -> int: ...
 
@@ -153,7 +153,7 @@ class NotificationReceiver:
 
     # -- the HTTP thread: check, queue, answer --------------------------------------------------
 
-    def handle(self, length: str | None, read: Callable[[int], bytes], query: str, peer: str) -> Answer:
+    def handle(self, length: str | None, read: Callable[[int], bytes], query: str, peer: str) -> Reply:
         """One POST: `length` is its Content-Length header, `read(n)` reads the body."""
         try:
             size = int(length) if length is not None else None
@@ -184,14 +184,14 @@ class NotificationReceiver:
         self._outcome("accepted")
         log.info("notification_accepted", notification_id=note.notification_id, pipeline_id=note.pipeline_id,
                  status=note.status, project=note.project_name)
-        return Answer(200, "accepted")
+        return Reply(200, "accepted")
 
     def _refuse(self, outcome: str, status: int, peer: str, reason: str, close: bool = False,
-                **fields: Any) -> Answer:
+                **fields: Any) -> Reply:
         self._outcome(outcome)
         level = log.info if outcome == "replay" else log.warning
         level("notification_rejected", outcome=outcome, reason=reason, status=status, peer=peer, **fields)
-        return Answer(status, reason, close)
+        return Reply(status, reason, close)
 
     def _outcome(self, outcome: str) -> None:
         self.monitor.count_notification(outcome)
@@ -280,7 +280,7 @@ class NotificationReceiver:
 
     def _fetch(self, pipeline_id: int) -> tuple[Observation, str | None] | None:
         try:
-            return self.monitor.observe(self.client, pipeline_id)
+            return self.monitor.read_pipeline(self.client, pipeline_id)
         except (DevLakeError, MalformedAnswer) as exc:
             self._result("fetch_failed")
             log.warning("notification_fetch_failed", pipeline_id=pipeline_id, error=str(exc),

@@ -264,7 +264,7 @@ def test_a_pushed_failure_and_its_reason_show_in_the_next_exposition(tmp_path, c
     clock.advance(minutes=1)
     pid = lake.add_pipeline(bp, "TASK_FAILED", finished_at=clock.now)
     lake.tasks[pid] = [{"id": 1, "plugin": "github", "status": "TASK_FAILED", "message": "boom"}]
-    assert len(monitor.count_pushed([monitor.observe(monitor.client, pid)]) or []) == 1
+    assert len(monitor.count_pushed([monitor.read_pipeline(monitor.client, pid)]) or []) == 1
     assert b'devlake_project_failures_total{project_name="github/a"} 1.0' in monitor.exposition()
     assert b'devlake_pipeline_failures_by_reason_total{plugin="github"' not in monitor.exposition()
     assert monitor.explain(monitor.client) == 1
