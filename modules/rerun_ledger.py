@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from utils.statefile import CorruptStateFile, atomic_write_json, read_json
+from utils.statefile import CorruptStateFile, atomic_write_json, move_aside, read_json
 
 RERUN_STATE_FILE = "automation_reruns.json"
 
@@ -19,8 +19,11 @@ class RerunLedger:
         self.path = Path(state_dir) / RERUN_STATE_FILE
         try:
             self.counts: dict[str, int] = _counts(read_json(self.path, {}))
-        except (CorruptStateFile, ValueError) as exc:
-            log.warning("rerun_state_unreadable", error=str(exc))
+        except CorruptStateFile as exc:
+            log.warning("rerun_state_unreadable", error=exc.reason, moved_to=str(exc.moved_to))
+            self.counts = {}
+        except ValueError as exc:  # parsable, wrong shape: kept aside like a torn file
+            log.warning("rerun_state_unreadable", error=str(exc), moved_to=str(move_aside(self.path)))
             self.counts = {}
 
     def count(self, pipeline_id: int) -> int:

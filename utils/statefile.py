@@ -72,9 +72,16 @@ def read_json(path: Path, default: object) -> object:
     except FileNotFoundError:
         return default
     except (OSError, ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-        moved = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-        try:
-            os.replace(path, moved)
-        except OSError:
-            moved = path
-        raise CorruptStateFile(path, moved, str(exc)) from exc
+        raise CorruptStateFile(path, move_aside(path), str(exc)) from exc
+
+
+def move_aside(path: Path) -> Path:
+    """Rename an unusable state file to `<name>.corrupt-<epoch>` and return where it went (`path`
+    itself if it could not be moved): torn, or parsable JSON of the wrong shape, it is kept for a
+    human instead of being overwritten by the next save."""
+    moved = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+    try:
+        os.replace(path, moved)
+    except OSError:
+        return path
+    return moved

@@ -9,8 +9,6 @@ aside and the monitor starts fresh.
 """
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TypeVar
@@ -18,7 +16,7 @@ from typing import TypeVar
 import structlog
 
 from modules import statuses
-from utils.statefile import CorruptStateFile, atomic_write_json, read_json
+from utils.statefile import CorruptStateFile, atomic_write_json, move_aside, read_json
 
 STATE_FILE = "monitor_state.json"
 STATE_VERSION = 2
@@ -207,7 +205,7 @@ class MonitorState:
         try:
             state = cls.from_dict(data)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            moved = _move_aside(path)
+            moved = move_aside(path)
             log.warning("state_file_corrupt", path=str(path), moved_to=str(moved),
                         reason=f"{type(exc).__name__}: {exc}", action="starting with fresh state")
             return cls()
@@ -228,11 +226,3 @@ def _row(kind: type[_Row], header: object, row: object) -> _Row:
     return kind(**{name: value for name, value in zip(header, row, strict=True) if name in known})
 
 
-def _move_aside(path: Path) -> Path:
-    """Parsable JSON of the wrong shape is as unusable as a torn file: keep it for a human."""
-    moved = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-    try:
-        os.replace(path, moved)
-    except OSError:
-        return path
-    return moved

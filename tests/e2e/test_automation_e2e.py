@@ -191,6 +191,8 @@ def test_a_rerun_ledger_of_another_shape_is_started_afresh(fake, world, tmp_path
     code, _ = run(fake, tmp_path, PLUGINS="jira")
     assert code == 0 and [r.path for r in fake.requests if r.path.endswith("/rerun")] == [f"/pipelines/{failed}/rerun"]
     assert json.loads((tmp_path / RERUN_STATE_FILE).read_text()) == {str(failed): 1}
+    (kept,) = tmp_path.glob(RERUN_STATE_FILE + ".corrupt-*")  # kept for a human, not overwritten
+    assert kept.read_text() == ledger.replace("FAILED", str(failed))
 
 
 def test_a_locked_pipeline_table_is_retried_then_deferred_not_failed(fake, world, tmp_path):
