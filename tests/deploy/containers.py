@@ -65,7 +65,7 @@ def machine_lock(wait_seconds: float = 1200) -> Iterator[None]:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise EngineUnavailable(f"another container test held {WORK / 'lock'} for {wait_seconds:.0f}s") from None
-                time.sleep(1)
+                time.sleep(min(1.0, max(0.01, deadline - time.monotonic())))
         try:
             yield
         finally:
